@@ -1,0 +1,318 @@
+//! The warehouse: a root URL under which `<schema>/<table>/` is one Delta table.
+//!
+//! Owns: locating, listing, creating, opening and dropping Delta tables, and exposing them to
+//! DataFusion as a catalog (`schema.rs`) of table providers (`table.rs`) that can also be written.
+//! Must not: know about the wire protocol, sessions or SQL text.
+//!
+//! Nothing is cached across statements except the list of table names: every statement opens the
+//! latest committed version of each table it names, so tables written by another server on the
+//! same warehouse are visible at once, and one statement sees one version per table.
+
+mod schema;
+mod sink;
+mod table;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::DeltaTable;
+use deltalake::kernel::StructType;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::path::Path;
+use url::Url;
+
+use crate::error::{Error, Result};
+
+pub use schema::{WarehouseCatalog, WarehouseSchema};
+pub use sink::OneShotStream;
+pub use table::HindsightTable;
+
+/// The schemas every warehouse has. `hindsight` holds our own metadata and is read-only to SQL.
+pub const SCHEMAS: [&str; 4] = ["public", "hindsight", "datasets", "eval"];
+pub const DEFAULT_SCHEMA: &str = "public";
+pub const METADATA_SCHEMA: &str = "hindsight";
+
+/// Default time-travel retention: seven years, so that an auditor can ask about old decisions.
+pub const DEFAULT_RETENTION: &str = "interval 2557 days";
+
+/// A warehouse of Delta tables under one root URL.
+#[derive(Debug)]
+pub struct Warehouse {
+    root: Url,
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    storage_options: HashMap<String, String>,
+    /// Table names per schema, refreshed from storage before each statement (see `refresh`).
+    names: schema::NameCache,
+}
+
+/// A table's place in the warehouse.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TableName {
+    pub schema: String,
+    pub table: String,
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.table)
+    }
+}
+
+impl TableName {
+    pub fn new(schema: impl Into<String>, table: impl Into<String>) -> Self {
+        Self { schema: schema.into(), table: table.into() }
+    }
+}
+
+impl Warehouse {
+    /// Opens (and for a local path, creates) the warehouse at `location`: a path or a URL.
+    pub async fn open(location: &str) -> Result<Arc<Self>> {
+        register_object_stores();
+        let root = root_url(location)?;
+        let storage_options = HashMap::new();
+        let (store, prefix) = object_store::parse_url_opts(&root, storage_options.iter())
+            .map_err(|e| Error::Config(format!("warehouse {root}: {e}")))?;
+        let warehouse = Arc::new(Self {
+            root,
+            store: Arc::from(store),
+            prefix,
+            storage_options,
+            names: Default::default(),
+        });
+        warehouse.refresh().await?;
+        Ok(warehouse)
+    }
+
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    pub fn table_url(&self, name: &TableName) -> Result<Url> {
+        self.root
+            .join(&format!("{}/{}/", name.schema, name.table))
+            .map_err(|e| Error::Config(format!("table location for {name}: {e}")))
+    }
+
+    /// The location for a new table. delta-rs wants a local folder to exist before it writes.
+    pub fn new_table_url(&self, name: &TableName) -> Result<Url> {
+        let url = self.table_url(name)?;
+        if url.scheme() == "file" {
+            if let Ok(path) = url.to_file_path() {
+                std::fs::create_dir_all(path)?;
+            }
+        }
+        Ok(url)
+    }
+
+    fn table_prefix(&self, name: &TableName) -> Path {
+        self.prefix.clone().join(name.schema.as_str()).clone().join(name.table.as_str())
+    }
+
+    /// Re-reads the table names of every schema from storage.
+    pub async fn refresh(&self) -> Result<()> {
+        for schema in SCHEMAS {
+            let names = self.list_tables(schema).await?;
+            self.names.set(schema, names);
+        }
+        Ok(())
+    }
+
+    /// Table names cached by the last `refresh`, for DataFusion's synchronous catalog calls.
+    pub fn cached_table_names(&self, schema: &str) -> Vec<String> {
+        self.names.get(schema)
+    }
+
+    /// Lists the tables of a schema: the folders under it that hold a `_delta_log`.
+    pub async fn list_tables(&self, schema: &str) -> Result<Vec<String>> {
+        let dir = self.prefix.clone().join(schema);
+        let listing = match self.store.list_with_delimiter(Some(&dir)).await {
+            Ok(l) => l,
+            Err(object_store::Error::NotFound { .. }) => return Ok(vec![]),
+            Err(e) => return Err(e.into()),
+        };
+        let mut names = Vec::new();
+        for folder in listing.common_prefixes {
+            let Some(name) = folder.filename() else { continue };
+            let log = folder.clone().join("_delta_log");
+            let has_log = self.store.list_with_delimiter(Some(&log)).await.map(|l| !l.objects.is_empty());
+            if matches!(has_log, Ok(true)) {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    pub async fn exists(&self, name: &TableName) -> Result<bool> {
+        let log = self.table_prefix(name).clone().join("_delta_log");
+        match self.store.list_with_delimiter(Some(&log)).await {
+            Ok(l) => Ok(!l.objects.is_empty()),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Opens the latest version of a table, or `None` if there is no such table.
+    pub async fn load(&self, name: &TableName) -> Result<Option<DeltaTable>> {
+        if !SCHEMAS.contains(&name.schema.as_str()) {
+            return Err(Error::UndefinedSchema(name.schema.clone()));
+        }
+        if !self.exists(name).await? {
+            return Ok(None);
+        }
+        let url = self.table_url(name)?;
+        let table =
+            deltalake::open_table_with_storage_options(url, self.storage_options.clone()).await?;
+        Ok(Some(table))
+    }
+
+    /// Opens a table that must exist.
+    pub async fn load_existing(&self, name: &TableName) -> Result<DeltaTable> {
+        self.load(name).await?.ok_or_else(|| Error::UndefinedTable(name.to_string()))
+    }
+
+    /// Creates an empty Delta table. The Arrow schema is normalised to types Delta can store.
+    pub async fn create_table(
+        &self,
+        name: &TableName,
+        schema: &Schema,
+        partition_columns: &[String],
+    ) -> Result<DeltaTable> {
+        if !SCHEMAS.contains(&name.schema.as_str()) {
+            return Err(Error::UndefinedSchema(name.schema.clone()));
+        }
+        if self.exists(name).await? {
+            return Err(Error::DuplicateTable(name.to_string()));
+        }
+        for p in partition_columns {
+            if schema.field_with_name(p).is_err() {
+                return Err(Error::UndefinedColumn(format!(
+                    "partition column \"{p}\" is not a column of {name}"
+                )));
+            }
+        }
+        let schema = delta_compatible_schema(schema);
+        let kernel: StructType = schema.as_ref().try_into_kernel().map_err(|e| {
+            Error::FeatureNotSupported(format!("a column type of {name} cannot be stored in Delta: {e}"))
+        })?;
+        let url = self.new_table_url(name)?;
+        let table = DeltaTable::try_from_url_with_storage_options(url, self.storage_options.clone())
+            .await?
+            .create()
+            .with_table_name(name.table.clone())
+            .with_columns(kernel.fields().cloned())
+            .with_partition_columns(partition_columns.iter().cloned())
+            .with_configuration_property(
+                deltalake::TableProperty::LogRetentionDuration,
+                Some(DEFAULT_RETENTION),
+            )
+            .with_configuration_property(
+                deltalake::TableProperty::DeletedFileRetentionDuration,
+                Some(DEFAULT_RETENTION),
+            )
+            .await
+            .map_err(|e| match e {
+                // Two servers racing to create the same table: the loser sees the first commit.
+                deltalake::DeltaTableError::Transaction { .. }
+                | deltalake::DeltaTableError::VersionAlreadyExists(_) => {
+                    Error::DuplicateTable(name.to_string())
+                }
+                other => other.into(),
+            })?;
+        self.names.add(&name.schema, &name.table);
+        Ok(table)
+    }
+
+    /// Drops a table: removes its log first (so it stops being a table at once), then its data.
+    pub async fn drop_table(&self, name: &TableName) -> Result<()> {
+        if !self.exists(name).await? {
+            return Err(Error::UndefinedTable(name.to_string()));
+        }
+        let prefix = self.table_prefix(name);
+        for sub in [Some("_delta_log"), None] {
+            let p = match sub {
+                Some(s) => prefix.clone().join(s),
+                None => prefix.clone(),
+            };
+            let locations = self.store.list(Some(&p)).map_ok(|m| m.location).boxed();
+            self.store.delete_stream(locations).try_collect::<Vec<_>>().await?;
+        }
+        self.names.remove(&name.schema, &name.table);
+        Ok(())
+    }
+}
+
+use futures::StreamExt as _;
+
+/// Maps a path or URL to the warehouse root URL, with a trailing slash so that `join` nests.
+fn root_url(location: &str) -> Result<Url> {
+    let mut url = match Url::parse(location) {
+        Ok(u) if u.scheme().len() > 1 => u,
+        _ => {
+            let path = std::path::Path::new(location);
+            std::fs::create_dir_all(path)
+                .map_err(|e| Error::Config(format!("cannot create warehouse folder {location}: {e}")))?;
+            let abs = std::fs::canonicalize(path)?;
+            Url::from_directory_path(&abs)
+                .map_err(|_| Error::Config(format!("warehouse path {location} is not absolute")))?
+        }
+    };
+    if url.scheme() == "file" {
+        if let Ok(p) = url.to_file_path() {
+            std::fs::create_dir_all(&p)?;
+        }
+    }
+    if !url.path().ends_with('/') {
+        url.set_path(&format!("{}/", url.path()));
+    }
+    Ok(url)
+}
+
+fn register_object_stores() {
+    #[cfg(feature = "s3")]
+    deltalake::aws::register_handlers(None);
+    #[cfg(feature = "gcs")]
+    deltalake::gcp::register_handlers(None);
+    #[cfg(feature = "azure")]
+    deltalake::azure::register_handlers(None);
+}
+
+/// Delta stores fewer types than Arrow: strings are plain UTF-8, timestamps are microseconds,
+/// integers are signed. Anything else DataFusion produces is widened to the nearest Delta type.
+pub fn delta_compatible_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_data_type(delta_type(f.data_type())))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+fn delta_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary | DataType::FixedSizeBinary(_) => DataType::Binary,
+        DataType::UInt8 => DataType::Int16,
+        DataType::UInt16 => DataType::Int32,
+        DataType::UInt32 | DataType::UInt64 => DataType::Int64,
+        DataType::Float16 => DataType::Float32,
+        DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+        DataType::Date64 => DataType::Date32,
+        DataType::Dictionary(_, v) => delta_type(v),
+        DataType::List(f) | DataType::LargeList(f) | DataType::ListView(f) | DataType::LargeListView(f) => {
+            DataType::List(Arc::new(f.as_ref().clone().with_data_type(delta_type(f.data_type()))))
+        }
+        DataType::Struct(fields) => DataType::Struct(
+            fields
+                .iter()
+                .map(|f| f.as_ref().clone().with_data_type(delta_type(f.data_type())))
+                .collect(),
+        ),
+        DataType::Null => DataType::Utf8,
+        other => other.clone(),
+    }
+}

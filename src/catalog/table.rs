@@ -1,0 +1,174 @@
+//! A Delta table as a DataFusion `TableProvider` that can be read and written.
+//!
+//! Reads and INSERT delegate to delta-rs's own provider. DELETE, UPDATE and MERGE come in through
+//! DataFusion's DML hooks (`delete_from`, `update`, `merge_into`) and run as delta-rs operations,
+//! each one Delta commit, when the plan executes (never while planning, so EXPLAIN changes nothing).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchemaRef};
+use datafusion::datasource::sink::DataSinkExec;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::dml::{InsertOp, MergeIntoClause};
+use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use deltalake::DeltaTable;
+
+use super::sink::{DmlOp, DmlSink};
+use super::{METADATA_SCHEMA, TableName};
+use crate::error::{Error, Result, to_datafusion};
+
+/// One Delta table at one version, as DataFusion sees it.
+#[derive(Debug)]
+pub struct HindsightTable {
+    name: TableName,
+    table: DeltaTable,
+    scan: Arc<dyn TableProvider>,
+}
+
+impl HindsightTable {
+    pub async fn try_new(name: TableName, table: DeltaTable) -> Result<Self> {
+        let scan = table.table_provider().await?;
+        Ok(Self { name, table, scan })
+    }
+
+    pub fn name(&self) -> &TableName {
+        &self.name
+    }
+
+    /// The Delta version this provider reads.
+    pub fn version(&self) -> Option<u64> {
+        self.table.version()
+    }
+
+    pub fn delta(&self) -> &DeltaTable {
+        &self.table
+    }
+
+    fn check_writable(&self) -> DfResult<()> {
+        if self.name.schema == METADATA_SCHEMA {
+            return Err(to_datafusion(Error::ReadOnlySchema(METADATA_SCHEMA.into())));
+        }
+        Ok(())
+    }
+
+    fn dml_exec(&self, state: &dyn Session, op: DmlOp) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.check_writable()?;
+        let state = session_state(state)?;
+        let sink = DmlSink::new(self.name.clone(), self.table.clone(), state, op);
+        let input = Arc::new(EmptyExec::new(Arc::new(Schema::empty())));
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+}
+
+pub(super) fn session_state(
+    state: &dyn Session,
+) -> DfResult<Arc<datafusion::execution::SessionState>> {
+    state
+        .as_any()
+        .downcast_ref::<datafusion::execution::SessionState>()
+        .map(|s| Arc::new(s.clone()))
+        .ok_or_else(|| DataFusionError::Internal("DML needs a SessionState".into()))
+}
+
+/// Delta operations resolve columns against the table alone, without DataFusion's qualifiers.
+pub(super) fn unqualify(expr: Expr) -> DfResult<Expr> {
+    expr.transform(|e| match e {
+        Expr::Column(c) if c.relation.is_some() => {
+            Ok(Transformed::yes(Expr::Column(Column::new_unqualified(c.name))))
+        }
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
+}
+
+#[async_trait]
+impl TableProvider for HindsightTable {
+    fn schema(&self) -> SchemaRef {
+        self.scan.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn get_logical_plan(&self) -> Option<Cow<'_, LogicalPlan>> {
+        None
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.scan.scan(state, projection, filters, limit).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        self.scan.supports_filters_pushdown(filters)
+    }
+
+    async fn insert_into(
+        &self,
+        state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.check_writable()?;
+        self.scan.insert_into(state, input, insert_op).await
+    }
+
+    async fn delete_from(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let predicate = filters.into_iter().map(unqualify).collect::<DfResult<Vec<_>>>()?;
+        self.dml_exec(state, DmlOp::Delete { predicate })
+    }
+
+    async fn update(
+        &self,
+        state: &dyn Session,
+        assignments: Vec<(String, Expr)>,
+        filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let predicate = filters.into_iter().map(unqualify).collect::<DfResult<Vec<_>>>()?;
+        let assignments = assignments
+            .into_iter()
+            // DataFusion assigns every column; the unchanged ones are plain references to themselves.
+            .filter(|(col, e)| !matches!(e, Expr::Column(c) if &c.name == col))
+            .map(|(c, e)| Ok((c, unqualify(e)?)))
+            .collect::<DfResult<Vec<_>>>()?;
+        self.dml_exec(state, DmlOp::Update { predicate, assignments })
+    }
+
+    async fn merge_into(
+        &self,
+        state: &dyn Session,
+        source: Arc<dyn ExecutionPlan>,
+        merge_schema: DFSchemaRef,
+        on: Expr,
+        clauses: Vec<MergeIntoClause>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.check_writable()?;
+        let state_arc = session_state(state)?;
+        let target_fields = self.schema().fields().len();
+        let op = DmlOp::merge(merge_schema, target_fields, on, clauses)?;
+        let sink = DmlSink::new(self.name.clone(), self.table.clone(), state_arc, op)
+            .with_input_schema(source.schema());
+        Ok(Arc::new(DataSinkExec::new(source, Arc::new(sink), None)))
+    }
+}

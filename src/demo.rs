@@ -1,0 +1,67 @@
+//! The demo warehouse: a small credit-scoring example (applicants, their transactions, scoring
+//! requests, model predictions, and late labels), embedded from `fixtures/` so the binary can
+//! write it anywhere. Loaded through the same COPY path a client uses.
+
+use crate::catalog::{TableName, Warehouse};
+use crate::error::{Error, Result};
+use crate::session::{Output, Session};
+
+struct Fixture {
+    table: &'static str,
+    ddl: &'static str,
+    csv: &'static str,
+}
+
+const FIXTURES: &[Fixture] = &[
+    Fixture {
+        table: "applicants",
+        ddl: "CREATE TABLE applicants (applicant_id BIGINT NOT NULL, signup_date DATE, age INT, \
+              income DOUBLE, region TEXT, employment TEXT)",
+        csv: include_str!("../fixtures/applicants.csv"),
+    },
+    Fixture {
+        table: "transactions",
+        ddl: "CREATE TABLE transactions (transaction_id BIGINT NOT NULL, applicant_id BIGINT NOT NULL, \
+              ts TIMESTAMP NOT NULL, amount DOUBLE, merchant_category TEXT)",
+        csv: include_str!("../fixtures/transactions.csv"),
+    },
+    Fixture {
+        table: "requests",
+        ddl: "CREATE TABLE requests (request_id BIGINT NOT NULL, applicant_id BIGINT NOT NULL, \
+              ts TIMESTAMP NOT NULL, amount_requested DOUBLE, model_version TEXT)",
+        csv: include_str!("../fixtures/requests.csv"),
+    },
+    Fixture {
+        table: "predictions",
+        ddl: "CREATE TABLE predictions (request_id BIGINT NOT NULL, model_version TEXT, score DOUBLE, \
+              decision BOOLEAN, predicted_at TIMESTAMP)",
+        csv: include_str!("../fixtures/predictions.csv"),
+    },
+    Fixture {
+        table: "labels",
+        ddl: "CREATE TABLE labels (request_id BIGINT NOT NULL, defaulted BOOLEAN, labeled_at TIMESTAMP)",
+        csv: include_str!("../fixtures/labels.csv"),
+    },
+];
+
+/// Writes every demo table that does not exist yet; returns the names of those written.
+pub async fn write(warehouse: &std::sync::Arc<Warehouse>) -> Result<Vec<String>> {
+    let session = Session::new(warehouse.clone())?;
+    let mut written = Vec::new();
+    for f in FIXTURES {
+        if warehouse.exists(&TableName::new("public", f.table)).await? {
+            continue;
+        }
+        session.run_sql(f.ddl).await?;
+        let copy = format!("COPY {} FROM STDIN WITH (FORMAT csv, HEADER true)", f.table);
+        let Some(Output::CopyIn(copy)) = session.run_sql(&copy).await?.pop() else {
+            return Err(Error::FeatureNotSupported("demo COPY did not start".into()));
+        };
+        let mut upload = session.start_upload(*copy);
+        upload.push(f.csv.as_bytes()).await;
+        let rows = upload.finish().await?;
+        tracing::info!(table = f.table, rows, "demo table written");
+        written.push(format!("{} ({rows} rows)", f.table));
+    }
+    Ok(written)
+}

@@ -1,0 +1,247 @@
+//! One error type for the whole server, each variant mapped to a PostgreSQL SQLSTATE.
+//!
+//! Owns: the classification of failures into SQLSTATEs and human-readable messages.
+//! Must not: format wire messages (that is `wire`), or swallow the source chain.
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+use deltalake::DeltaTableError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("syntax error: {0}")]
+    Syntax(String),
+
+    #[error("relation \"{0}\" does not exist")]
+    UndefinedTable(String),
+
+    #[error("relation \"{0}\" already exists")]
+    DuplicateTable(String),
+
+    #[error("schema \"{0}\" does not exist")]
+    UndefinedSchema(String),
+
+    #[error("{0}")]
+    UndefinedColumn(String),
+
+    #[error("{0}")]
+    DatatypeMismatch(String),
+
+    #[error("{0}")]
+    InvalidParameter(String),
+
+    #[error("{0}")]
+    FeatureNotSupported(String),
+
+    /// Malformed input data (a bad COPY row, an unparsable literal).
+    #[error("{0}")]
+    InvalidText(String),
+
+    #[error("COPY {table}, line {line}: {message}")]
+    CopyData { table: String, line: u64, message: String },
+
+    /// Another writer committed first; the statement changed nothing and may be retried.
+    #[error("could not serialize access due to a concurrent commit on {table}: {message}")]
+    Conflict { table: String, message: String },
+
+    #[error("schema \"{0}\" is read-only: it holds hindsight's own metadata")]
+    ReadOnlySchema(String),
+
+    #[error("configuration: {0}")]
+    Config(String),
+
+    #[error("query canceled")]
+    Canceled,
+
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+
+    #[error(transparent)]
+    Delta(#[from] DeltaTableError),
+
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+
+    #[error("storage: {0}")]
+    ObjectStore(#[from] object_store::Error),
+}
+
+impl From<datafusion::sql::sqlparser::parser::ParserError> for Error {
+    fn from(e: datafusion::sql::sqlparser::parser::ParserError) -> Self {
+        let msg = e.to_string();
+        Error::Syntax(msg.strip_prefix("sql parser error: ").unwrap_or(&msg).to_string())
+    }
+}
+
+impl Error {
+    /// The PostgreSQL SQLSTATE a client sees for this error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            Error::Syntax(_) => "42601",
+            Error::UndefinedTable(_) => "42P01",
+            Error::DuplicateTable(_) => "42P07",
+            Error::UndefinedSchema(_) => "3F000",
+            Error::UndefinedColumn(_) => "42703",
+            Error::DatatypeMismatch(_) => "42804",
+            Error::InvalidParameter(_) => "22023",
+            Error::FeatureNotSupported(_) => "0A000",
+            Error::InvalidText(_) | Error::CopyData { .. } => "22P02",
+            Error::Conflict { .. } => "40001",
+            Error::ReadOnlySchema(_) => "42501",
+            Error::Config(_) => "F0000",
+            Error::Canceled => "57014",
+            Error::DataFusion(e) => datafusion_sqlstate(e),
+            Error::Delta(e) => delta_sqlstate(e),
+            Error::Arrow(e) => arrow_sqlstate(e),
+            Error::Io(_) | Error::ObjectStore(_) => "58030",
+        }
+    }
+
+    /// The message without the layers of "Error during planning: " that DataFusion adds.
+    pub fn message(&self) -> String {
+        match self {
+            Error::DataFusion(e) => clean_datafusion_message(e),
+            Error::Delta(d) => delta_message(d),
+            other => other.to_string(),
+        }
+    }
+}
+
+fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
+    use datafusion::common::SchemaError;
+    match e.find_root() {
+        DataFusionError::SQL(_, _) => "42601",
+        DataFusionError::SchemaError(e, _) if matches!(**e, SchemaError::FieldNotFound { .. }) => "42703",
+        DataFusionError::SchemaError(e, _) if matches!(**e, SchemaError::AmbiguousReference { .. }) => "42702",
+        DataFusionError::SchemaError(_, _) => "42P10",
+        DataFusionError::NotImplemented(_) => "0A000",
+        DataFusionError::ResourcesExhausted(_) => "53200",
+        DataFusionError::ArrowError(a, _) => arrow_sqlstate(a),
+        DataFusionError::External(inner) => {
+            if let Some(d) = inner.downcast_ref::<DeltaTableError>() {
+                delta_sqlstate(d)
+            } else if let Some(ours) = inner.downcast_ref::<Error>() {
+                ours.sqlstate()
+            } else {
+                "XX000"
+            }
+        }
+        DataFusionError::Plan(msg) => plan_sqlstate(msg),
+        DataFusionError::Execution(msg) if msg.contains("Cast error") => "22P02",
+        DataFusionError::Execution(msg) if msg.contains("Divide by zero") => "22012",
+        DataFusionError::Execution(_) => "XX000",
+        _ => "XX000",
+    }
+}
+
+/// DataFusion reports most semantic errors as `Plan(String)`; the text is all there is.
+fn plan_sqlstate(msg: &str) -> &'static str {
+    if msg.starts_with("table '") && msg.ends_with("not found") {
+        "42P01"
+    } else if msg.contains("No field named") {
+        "42703"
+    } else if msg.contains("Invalid function") || msg.contains("function not found") {
+        "42883"
+    } else if msg.contains("coerce")
+        || msg.contains("Cannot infer common")
+        || msg.contains("does not support")
+        || msg.contains("type mismatch")
+        || msg.contains("Inserting query must have the same schema")
+        || msg.contains("Expected")
+    {
+        "42804"
+    } else {
+        "42000"
+    }
+}
+
+fn arrow_sqlstate(e: &ArrowError) -> &'static str {
+    match e {
+        ArrowError::CastError(_) | ArrowError::ParseError(_) | ArrowError::InvalidArgumentError(_) => "22P02",
+        ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => "22003",
+        ArrowError::ArithmeticOverflow(_) => "22003",
+        ArrowError::DivideByZero => "22012",
+        _ => "XX000",
+    }
+}
+
+fn delta_sqlstate(e: &DeltaTableError) -> &'static str {
+    use deltalake::kernel::transaction::TransactionError;
+    match e {
+        DeltaTableError::Transaction { source } => match source {
+            TransactionError::VersionAlreadyExists(_)
+            | TransactionError::CommitConflict(_)
+            | TransactionError::MaxCommitAttempts(_) => "40001",
+            _ => "XX000",
+        },
+        DeltaTableError::CommitValidation { .. } => "40001",
+        DeltaTableError::VersionAlreadyExists(_) => "40001",
+        DeltaTableError::NotATable(_) => "42P01",
+        DeltaTableError::InvalidTableLocation(_) => "42P01",
+        DeltaTableError::SchemaMismatch { .. } => "42804",
+        DeltaTableError::Arrow { source } => arrow_sqlstate(source),
+        DeltaTableError::GenericError { source } => match source.downcast_ref::<DataFusionError>() {
+            Some(d) => datafusion_sqlstate(d),
+            None => "XX000",
+        },
+        DeltaTableError::InvalidVersion(_) | DeltaTableError::InvalidDateTimeString { .. } => "22023",
+        _ => "XX000",
+    }
+}
+
+fn delta_message(d: &DeltaTableError) -> String {
+    match d {
+        DeltaTableError::GenericError { source } => match source.downcast_ref::<DataFusionError>() {
+            Some(df) => clean_datafusion_message(df),
+            None => source.to_string(),
+        },
+        DeltaTableError::Transaction { source } => {
+            format!("could not serialize access due to a concurrent commit: {source}")
+        }
+        other => other.to_string(),
+    }
+}
+
+fn clean_datafusion_message(e: &DataFusionError) -> String {
+    let root = e.find_root();
+    let msg = match root {
+        DataFusionError::Plan(m) if plan_sqlstate(m) == "42P01" => {
+            // "table 'hindsight.public.x' not found" -> what Postgres says.
+            let name = m.trim_start_matches("table '").trim_end_matches("' not found");
+            let name = name.strip_prefix("hindsight.").unwrap_or(name);
+            format!("relation \"{name}\" does not exist")
+        }
+        DataFusionError::Plan(m) | DataFusionError::Execution(m) | DataFusionError::NotImplemented(m) => {
+            m.clone()
+        }
+        DataFusionError::SQL(p, _) => {
+            let s = p.to_string();
+            s.strip_prefix("sql parser error: ").unwrap_or(&s).to_string()
+        }
+        DataFusionError::External(inner) => {
+            if let Some(ours) = inner.downcast_ref::<Error>() {
+                ours.message()
+            } else if let Some(d) = inner.downcast_ref::<DeltaTableError>() {
+                delta_message(d)
+            } else {
+                inner.to_string()
+            }
+        }
+        other => other.to_string(),
+    };
+    // DataFusion appends its backtrace hints and "caused by" chains; a person needs the first line.
+    msg.trim().to_string()
+}
+
+/// Wraps our error so it can travel through DataFusion's error type and come back out intact.
+pub fn to_datafusion(e: Error) -> DataFusionError {
+    match e {
+        Error::DataFusion(d) => d,
+        other => DataFusionError::External(Box::new(other)),
+    }
+}

@@ -1,0 +1,123 @@
+//! The `hindsight` binary: parse the command line, set up logging, run a command. No logic.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use futures::TryStreamExt;
+use hindsight::catalog::Warehouse;
+use hindsight::config::{Config, Overrides};
+use hindsight::session::{Output, Session};
+
+#[derive(Parser)]
+#[command(name = "hindsight", version, about = "A SQL-native feature store and evaluation engine over Delta Lake")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the warehouse over the PostgreSQL wire protocol.
+    Serve {
+        /// Warehouse root: a folder or a URL (file://, s3://, gs://, az://).
+        #[arg(long, env = "HINDSIGHT_WAREHOUSE")]
+        warehouse: Option<String>,
+        /// Address to listen on.
+        #[arg(long, env = "HINDSIGHT_LISTEN")]
+        listen: Option<String>,
+        /// Most connections served at once.
+        #[arg(long, env = "HINDSIGHT_MAX_CONNECTIONS")]
+        max_connections: Option<usize>,
+        /// A TOML file with the same settings (flags and environment win).
+        #[arg(long, env = "HINDSIGHT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Write the demo warehouse first (tables that already exist are left alone).
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Write the credit-scoring demo tables into a warehouse.
+    Demo {
+        #[arg(long, env = "HINDSIGHT_WAREHOUSE")]
+        warehouse: Option<String>,
+        #[arg(long, env = "HINDSIGHT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Run SQL in-process, without a server, and print the results.
+    Sql {
+        #[arg(short = 'c', long = "command")]
+        command: String,
+        #[arg(long, env = "HINDSIGHT_WAREHOUSE")]
+        warehouse: Option<String>,
+        #[arg(long, env = "HINDSIGHT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HINDSIGHT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("hindsight=info,warn,buoyant_kernel=off")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("error: {}", e.message());
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> hindsight::Result<()> {
+    match cli.command {
+        Command::Serve { warehouse, listen, max_connections, config, demo } => {
+            let config = Config::resolve(Overrides { warehouse, listen, max_connections, config_file: config })?;
+            let warehouse = Warehouse::open(&config.warehouse).await?;
+            if demo {
+                hindsight::demo::write(&warehouse).await?;
+            }
+            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            tracing::info!(
+                listen = %listener.local_addr()?,
+                warehouse = %warehouse.root(),
+                "hindsight {} ready: psql -h {} -p {} -U hindsight",
+                env!("CARGO_PKG_VERSION"),
+                config.listen.ip(),
+                config.listen.port()
+            );
+            hindsight::server::run(listener, warehouse, config.max_connections, hindsight::server::shutdown_signal())
+                .await?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Demo { warehouse, config } => {
+            let config = Config::resolve(Overrides { warehouse, config_file: config, ..Default::default() })?;
+            let warehouse = Warehouse::open(&config.warehouse).await?;
+            let written = hindsight::demo::write(&warehouse).await?;
+            println!("demo warehouse at {}: {}", warehouse.root(), written.join(", "));
+            Ok(())
+        }
+        Command::Sql { command, warehouse, config } => {
+            let config = Config::resolve(Overrides { warehouse, config_file: config, ..Default::default() })?;
+            let warehouse = Warehouse::open(&config.warehouse).await?;
+            let session = Session::new(warehouse)?;
+            for out in session.run_sql(&command).await? {
+                match out {
+                    Output::Rows(stream) => {
+                        let batches: Vec<_> = stream.try_collect().await?;
+                        println!("{}", pretty_format_batches(&batches)?);
+                    }
+                    Output::Affected { verb, rows } => println!("{verb} {rows}"),
+                    Output::Command(tag) => println!("{tag}"),
+                    Output::CopyIn(_) | Output::CopyOut { .. } => {
+                        return Err(hindsight::Error::FeatureNotSupported(
+                            "COPY needs a client connection; use psql against `hindsight serve`".into(),
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}

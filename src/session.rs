@@ -1,0 +1,455 @@
+//! A session: one DataFusion `SessionContext` and its settings, per connection (or per CLI run).
+//!
+//! Owns: turning one parsed statement into an `Output`: settings, DataFusion planning, and the
+//! interception of DDL and DML plans that must become Delta operations. Every statement is its
+//! own commit; BEGIN/COMMIT/ROLLBACK are accepted so that drivers which wrap statements in
+//! transactions work, but they group nothing.
+//! Must not: speak the wire protocol (it returns Arrow streams and tags, `wire` encodes them).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::StringArray;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, LogicalPlanBuilder, WriteOp, cast, col};
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+
+use crate::catalog::{self, DEFAULT_SCHEMA, HindsightTable, METADATA_SCHEMA, TableName, Warehouse, WarehouseCatalog};
+use crate::copy::{CopyDecoder, CopyOptions, CopyUpload, count_of};
+use crate::error::{Error, Result};
+use crate::sql::settings::{self, Settings};
+use crate::sql::{self, Command, CopyToSource, TransactionKind};
+
+/// The catalog name clients see (`current_database()`).
+pub const CATALOG: &str = crate::config::DATABASE;
+
+/// What running one statement produced.
+pub enum Output {
+    /// A result set, streamed.
+    Rows(SendableRecordBatchStream),
+    /// A command that changed rows: INSERT/UPDATE/DELETE/MERGE and the count.
+    Affected { verb: &'static str, rows: u64 },
+    /// A command without rows (CREATE TABLE, SET, BEGIN, ...): its tag.
+    Command(String),
+    /// COPY FROM STDIN: the connection must now feed the decoder.
+    CopyIn(Box<CopyIn>),
+    /// COPY TO STDOUT: rows to send as COPY data.
+    CopyOut { stream: SendableRecordBatchStream, options: CopyOptions },
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Rows(_) => write!(f, "Rows"),
+            Output::Affected { verb, rows } => write!(f, "{verb} {rows}"),
+            Output::Command(t) => write!(f, "{t}"),
+            Output::CopyIn(c) => write!(f, "CopyIn({})", c.table),
+            Output::CopyOut { .. } => write!(f, "CopyOut"),
+        }
+    }
+}
+
+/// A COPY FROM STDIN waiting for its data.
+pub struct CopyIn {
+    pub table: TableName,
+    pub columns: usize,
+    pub options: CopyOptions,
+    decoder: CopyDecoder,
+}
+
+/// Parameter types and result columns of a statement, for the extended protocol's Describe.
+#[derive(Debug, Clone, Default)]
+pub struct Description {
+    pub params: Vec<Option<DataType>>,
+    pub result: Option<SchemaRef>,
+}
+
+pub struct Session {
+    warehouse: Arc<Warehouse>,
+    ctx: SessionContext,
+    settings: Arc<Settings>,
+}
+
+impl Session {
+    pub fn new(warehouse: Arc<Warehouse>) -> Result<Self> {
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true);
+        // Delta stores plain UTF-8; reading it as Utf8View costs a conversion on every write back.
+        config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+        config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        config.options_mut().execution.time_zone = Some("+00:00".into());
+        let ctx = SessionContext::new_with_config(config);
+        ctx.register_catalog(CATALOG, Arc::new(WarehouseCatalog::new(warehouse.clone())));
+        datafusion_pg_catalog::setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider)
+            .map_err(|e| Error::DataFusion(*e))?;
+        {
+            let state = ctx.state_ref();
+            let mut state = state.write();
+            datafusion_pg_functions::register_all(&mut *state);
+            // delta-rs operations plan their own extension nodes (metrics, validation) in our
+            // session, so its planner must be ours too.
+            *state = datafusion::execution::SessionStateBuilder::new_from_existing(state.clone())
+                .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+                .build();
+        }
+        let settings = Arc::new(Settings::default());
+        ctx.register_udf(settings::current_setting_udf(settings.clone()));
+        ctx.register_udf(settings::version_udf());
+        Ok(Self { warehouse, ctx, settings })
+    }
+
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn warehouse(&self) -> &Arc<Warehouse> {
+        &self.warehouse
+    }
+
+    fn default_schema(&self) -> String {
+        self.ctx.state().config().options().catalog.default_schema.clone()
+    }
+
+    /// Runs every statement of a query string in order (the CLI's `sql -c`).
+    pub async fn run_sql(&self, sql: &str) -> Result<Vec<Output>> {
+        let mut out = Vec::new();
+        for stmt in sql::parse(sql)? {
+            out.push(self.execute(stmt, None).await?);
+        }
+        Ok(out)
+    }
+
+    /// Runs one statement, with bound parameter values from the extended protocol.
+    pub async fn execute(&self, stmt: Statement, params: Option<Vec<ScalarValue>>) -> Result<Output> {
+        match sql::classify(stmt)? {
+            Command::Transaction(kind) => Ok(Output::Command(
+                match kind {
+                    TransactionKind::Begin => "BEGIN",
+                    TransactionKind::Commit => "COMMIT",
+                    TransactionKind::Rollback => "ROLLBACK",
+                }
+                .into(),
+            )),
+            Command::Set { name, value } => {
+                self.set(&name, &value)?;
+                Ok(Output::Command("SET".into()))
+            }
+            Command::Reset(name) => {
+                match name {
+                    Some(n) => {
+                        self.settings.reset(&n);
+                        if n.eq_ignore_ascii_case("search_path") {
+                            self.set_default_schema(DEFAULT_SCHEMA);
+                        }
+                    }
+                    None => {
+                        self.settings.reset_all();
+                        self.set_default_schema(DEFAULT_SCHEMA);
+                    }
+                }
+                Ok(Output::Command("RESET".into()))
+            }
+            Command::Show(name) => self.show(&name),
+            Command::ShowTables => self.show_tables().await,
+            Command::NoOp(tag) => Ok(Output::Command(tag.into())),
+            Command::CopyFrom { table, columns, options } => self.copy_from(&table, &columns, options).await,
+            Command::CopyTo { source, options } => self.copy_to(source, options).await,
+            Command::Plan(stmt) => self.execute_plan(*stmt, params).await,
+        }
+    }
+
+    /// Parameter types and result schema, without running anything.
+    pub async fn describe(&self, stmt: &Statement) -> Result<Description> {
+        match sql::classify(stmt.clone())? {
+            Command::Plan(stmt) => {
+                let plan = self.plan(*stmt).await?;
+                let mut params: Vec<(String, Option<DataType>)> =
+                    plan.get_parameter_types()?.into_iter().collect();
+                params.sort_by_key(|(k, _)| k.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
+                let result = match &plan {
+                    LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) => None,
+                    p => Some(Arc::new(p.schema().as_arrow().clone())),
+                };
+                Ok(Description { params: params.into_iter().map(|(_, t)| t).collect(), result })
+            }
+            Command::Show(name) => Ok(Description { params: vec![], result: Some(show_schema(&name)) }),
+            Command::ShowTables => Ok(Description { params: vec![], result: Some(show_tables_schema()) }),
+            _ => Ok(Description::default()),
+        }
+    }
+
+    async fn plan(&self, stmt: Statement) -> Result<LogicalPlan> {
+        self.warehouse.refresh().await?;
+        let (stmt, partition_by) = take_partitioning(stmt);
+        let plan = self.ctx.state().statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
+        if !partition_by.is_empty() && !matches!(plan, LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_))) {
+            return Err(Error::FeatureNotSupported("PARTITIONED BY only applies to CREATE TABLE".into()));
+        }
+        Ok(plan)
+    }
+
+    async fn execute_plan(&self, stmt: Statement, params: Option<Vec<ScalarValue>>) -> Result<Output> {
+        self.warehouse.refresh().await?;
+        let (stmt, partition_by) = take_partitioning(stmt);
+        let mut plan = self.ctx.state().statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
+        if let Some(values) = params {
+            plan = plan.with_param_values(values)?;
+        }
+        match plan {
+            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
+                let name = self.resolve(&create.name)?;
+                writable_schema(&name)?;
+                if create.or_replace {
+                    return Err(Error::FeatureNotSupported("CREATE OR REPLACE TABLE is not supported; DROP it first".into()));
+                }
+                if create.if_not_exists && self.warehouse.exists(&name).await? {
+                    return Ok(Output::Command("CREATE TABLE".into()));
+                }
+                let is_ctas = !matches!(create.input.as_ref(), LogicalPlan::EmptyRelation(_));
+                if is_ctas {
+                    let rows = self.create_table_as(&name, (*create.input).clone(), &partition_by).await?;
+                    Ok(Output::Command(format!("SELECT {rows}")))
+                } else {
+                    let schema = create.input.schema().as_arrow().clone();
+                    self.warehouse.create_table(&name, &schema, &partition_by).await?;
+                    Ok(Output::Command("CREATE TABLE".into()))
+                }
+            }
+            LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => {
+                let name = self.resolve(&drop.name)?;
+                writable_schema(&name)?;
+                match self.warehouse.drop_table(&name).await {
+                    Err(Error::UndefinedTable(_)) if drop.if_exists => Ok(Output::Command("DROP TABLE".into())),
+                    other => other.map(|_| Output::Command("DROP TABLE".into())),
+                }
+            }
+            LogicalPlan::Ddl(other) => Err(Error::FeatureNotSupported(format!(
+                "{} is not supported: hindsight keeps only Delta tables",
+                other.name()
+            ))),
+            LogicalPlan::Dml(DmlStatement { op, .. }) if matches!(op, WriteOp::Ctas) => {
+                Err(Error::FeatureNotSupported("CREATE TABLE AS through DML".into()))
+            }
+            LogicalPlan::Dml(ref dml) => {
+                let verb = match dml.op {
+                    WriteOp::Insert(_) => "INSERT",
+                    WriteOp::Update => "UPDATE",
+                    WriteOp::Delete => "DELETE",
+                    WriteOp::MergeInto(_) => "MERGE",
+                    _ => return Err(Error::FeatureNotSupported(format!("{} is not supported", dml.op))),
+                };
+                let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+                Ok(Output::Affected { verb, rows: count_of(&batches) })
+            }
+            plan => {
+                let df = self.ctx.execute_logical_plan(plan).await?;
+                Ok(Output::Rows(df.execute_stream().await?))
+            }
+        }
+    }
+
+    /// CREATE TABLE ... AS SELECT: the table and its rows appear in one Delta commit.
+    async fn create_table_as(&self, name: &TableName, input: LogicalPlan, partition_by: &[String]) -> Result<u64> {
+        if self.warehouse.exists(name).await? {
+            return Err(Error::DuplicateTable(name.to_string()));
+        }
+        let target = catalog::delta_compatible_schema(input.schema().as_arrow());
+        let exprs = input
+            .schema()
+            .fields()
+            .iter()
+            .zip(target.fields())
+            .map(|(f, t)| cast(col(datafusion::common::Column::new_unqualified(f.name())), t.data_type().clone()).alias(f.name()))
+            .collect::<Vec<_>>();
+        let input = LogicalPlanBuilder::from(input).project(exprs)?.build()?;
+        let state = Arc::new(self.ctx.state());
+        let url = self.warehouse.new_table_url(name)?;
+        let table = deltalake::DeltaTable::try_from_url(url).await?;
+        let written = table
+            .write(vec![])
+            .with_input_plan(input)
+            .with_session_state(state)
+            .with_table_name(name.table.clone())
+            .with_partition_columns(partition_by.iter().cloned())
+            .with_save_mode(deltalake::protocol::SaveMode::ErrorIfExists)
+            .with_configuration([
+                ("delta.logRetentionDuration", Some(catalog::DEFAULT_RETENTION)),
+                ("delta.deletedFileRetentionDuration", Some(catalog::DEFAULT_RETENTION)),
+            ])
+            .await?;
+        self.warehouse.refresh().await?;
+        let rows = written
+            .snapshot()
+            .ok()
+            .and_then(|s| s.log_data().iter().map(|f| f.num_records()).sum::<Option<usize>>())
+            .unwrap_or(0);
+        Ok(rows as u64)
+    }
+
+    fn resolve(&self, name: &datafusion::common::TableReference) -> Result<TableName> {
+        let schema = name.schema().map(str::to_string).unwrap_or_else(|| self.default_schema());
+        Ok(TableName::new(schema, name.table()))
+    }
+
+    async fn provider(&self, name: &TableName) -> Result<HindsightTable> {
+        let table = self.warehouse.load_existing(name).await?;
+        HindsightTable::try_new(name.clone(), table).await
+    }
+
+    async fn copy_from(&self, table: &datafusion::sql::sqlparser::ast::ObjectName, columns: &[String], options: CopyOptions) -> Result<Output> {
+        let name = sql::table_name(table, &self.default_schema())?;
+        writable_schema(&name)?;
+        let provider = self.provider(&name).await?;
+        let schema = crate::copy::copy_schema(&datafusion::datasource::TableProvider::schema(&provider));
+        let decoder = CopyDecoder::new(&name, schema, columns, options.clone())?;
+        let ncols = if columns.is_empty() { decoder.schema().fields().len() } else { columns.len() };
+        Ok(Output::CopyIn(Box::new(CopyIn { table: name, columns: ncols, options, decoder })))
+    }
+
+    /// Starts the one-commit upload for a COPY FROM STDIN that `execute` returned.
+    pub fn start_upload(&self, copy: CopyIn) -> CopyUpload {
+        CopyUpload::start(&self.ctx, &copy.table, copy.decoder)
+    }
+
+    async fn copy_to(&self, source: CopyToSource, options: CopyOptions) -> Result<Output> {
+        let stream = match source {
+            CopyToSource::Query(q) => match self.execute_plan(Statement::Query(q), None).await? {
+                Output::Rows(s) => s,
+                _ => return Err(Error::FeatureNotSupported("COPY (query) needs a query that returns rows".into())),
+            },
+            CopyToSource::Table { table, columns } => {
+                let name = sql::table_name(&table, &self.default_schema())?;
+                self.warehouse.refresh().await?;
+                let provider = Arc::new(self.provider(&name).await?);
+                let mut df = self.ctx.read_table(provider)?;
+                if !columns.is_empty() {
+                    let cols: Vec<&str> = columns.iter().map(String::as_str).collect();
+                    df = df.select_columns(&cols)?;
+                }
+                df.execute_stream().await?
+            }
+        };
+        Ok(Output::CopyOut { stream, options })
+    }
+
+    fn set(&self, name: &str, value: &str) -> Result<()> {
+        if let Some(df_key) = name.strip_prefix("datafusion.") {
+            self.ctx.state_ref().write().config_mut().options_mut().set(&format!("datafusion.{df_key}"), value)?;
+            return Ok(());
+        }
+        match name {
+            "search_path" => {
+                let first = value.split(',').map(|s| s.trim().trim_matches('"')).find(|s| !s.is_empty() && *s != "$user");
+                let schema = first.unwrap_or(DEFAULT_SCHEMA);
+                if !catalog::SCHEMAS.contains(&schema) && schema != "pg_catalog" {
+                    return Err(Error::UndefinedSchema(schema.to_string()));
+                }
+                self.set_default_schema(schema);
+            }
+            "server_version" | "server_version_num" | "server_encoding" | "integer_datetimes" => {
+                return Err(Error::InvalidParameter(format!("parameter \"{name}\" cannot be changed")));
+            }
+            _ => {}
+        }
+        self.settings.set(name, value);
+        Ok(())
+    }
+
+    fn set_default_schema(&self, schema: &str) {
+        self.ctx.state_ref().write().config_mut().options_mut().catalog.default_schema = schema.to_string();
+    }
+
+    fn show(&self, name: &str) -> Result<Output> {
+        let value = if name == "all" {
+            let all = self.settings.all();
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("name", DataType::Utf8, false),
+                Field::new("setting", DataType::Utf8, false),
+            ]));
+            let names: StringArray = all.iter().map(|(k, _)| Some(k.as_str())).collect();
+            let values: StringArray = all.iter().map(|(_, v)| Some(v.as_str())).collect();
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(names), Arc::new(values)])?;
+            return Ok(Output::Rows(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?)));
+        } else if let Some(df_key) = name.strip_prefix("datafusion.") {
+            let opts = self.ctx.state().config().options().entries();
+            opts.into_iter()
+                .find(|e| e.key == format!("datafusion.{df_key}"))
+                .and_then(|e| e.value)
+                .unwrap_or_default()
+        } else {
+            self.settings
+                .get(name)
+                .ok_or_else(|| Error::InvalidParameter(format!("unrecognized configuration parameter \"{name}\"")))?
+        };
+        let schema = show_schema(name);
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])?;
+        Ok(Output::Rows(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?)))
+    }
+
+    async fn show_tables(&self) -> Result<Output> {
+        self.warehouse.refresh().await?;
+        let (mut schemas, mut names) = (Vec::new(), Vec::new());
+        for schema in catalog::SCHEMAS {
+            for t in self.warehouse.cached_table_names(schema) {
+                schemas.push(schema.to_string());
+                names.push(t);
+            }
+        }
+        let schema = show_tables_schema();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(schemas)), Arc::new(StringArray::from(names))],
+        )?;
+        Ok(Output::Rows(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?)))
+    }
+}
+
+fn show_schema(name: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)]))
+}
+
+fn show_tables_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("table_schema", DataType::Utf8, false),
+        Field::new("table_name", DataType::Utf8, false),
+    ]))
+}
+
+fn writable_schema(name: &TableName) -> Result<()> {
+    if name.schema == METADATA_SCHEMA {
+        return Err(Error::ReadOnlySchema(METADATA_SCHEMA.into()));
+    }
+    if !catalog::SCHEMAS.contains(&name.schema.as_str()) {
+        return Err(Error::UndefinedSchema(name.schema.clone()));
+    }
+    Ok(())
+}
+
+/// `PARTITIONED BY (col, ...)` is Delta's, not DataFusion's: take it out before planning.
+fn take_partitioning(stmt: Statement) -> (Statement, Vec<String>) {
+    use datafusion::sql::sqlparser::ast::HiveDistributionStyle;
+    match stmt {
+        Statement::CreateTable(mut ct) => {
+            let cols = match std::mem::replace(&mut ct.hive_distribution, HiveDistributionStyle::NONE) {
+                HiveDistributionStyle::PARTITIONED { columns } => {
+                    columns.iter().map(|c| sql::normalize_ident(&c.name)).collect()
+                }
+                _ => vec![],
+            };
+            (Statement::CreateTable(ct), cols)
+        }
+        other => (other, vec![]),
+    }
+}

@@ -1,0 +1,197 @@
+//! SQL front-end: text to statements, and statements to what runs them.
+//!
+//! Owns: parsing (PostgreSQL dialect, with datafusion-pg-catalog's rewrites so psql's and BI
+//! tools' catalog queries plan), and routing: the statements we answer ourselves (SET, SHOW,
+//! transactions, COPY) versus those DataFusion plans. DDL and DML are intercepted later, on the
+//! logical plan, by `session`.
+//! Must not: execute anything or touch storage.
+
+pub mod settings;
+
+use std::sync::LazyLock;
+
+use datafusion::sql::sqlparser::ast::{
+    CopySource, CopyTarget, Expr, Ident, ObjectName, ObjectNamePart, Reset, Set, Statement, Value,
+};
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+use crate::catalog::TableName;
+use crate::copy::{CopyFormat, CopyOptions};
+use crate::error::{Error, Result};
+
+static PARSER: LazyLock<PostgresCompatibilityParser> = LazyLock::new(PostgresCompatibilityParser::new);
+
+/// Parses a query string into statements (a simple query may hold several).
+pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    Ok(PARSER.parse(sql)?)
+}
+
+/// Parses text that must be exactly one statement (the extended protocol's Parse message).
+pub fn parse_one(sql: &str) -> Result<Option<Statement>> {
+    let mut stmts = parse(sql)?;
+    match stmts.len() {
+        0 => Ok(None),
+        1 => Ok(stmts.pop()),
+        _ => Err(Error::Syntax("cannot insert multiple commands into a prepared statement".into())),
+    }
+}
+
+/// What a statement is, as far as routing is concerned.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// BEGIN, COMMIT, ROLLBACK: accepted; every statement commits on its own.
+    Transaction(TransactionKind),
+    Set { name: String, value: String },
+    Reset(Option<String>),
+    Show(String),
+    ShowTables,
+    CopyFrom { table: ObjectName, columns: Vec<String>, options: CopyOptions },
+    CopyTo { source: CopyToSource, options: CopyOptions },
+    /// Statements clients send that have nothing to do here (DISCARD ALL, ...).
+    NoOp(&'static str),
+    /// Everything DataFusion plans: queries, DML, DDL, EXPLAIN.
+    Plan(Box<Statement>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionKind {
+    Begin,
+    Commit,
+    Rollback,
+}
+
+#[derive(Debug, Clone)]
+pub enum CopyToSource {
+    Table { table: ObjectName, columns: Vec<String> },
+    Query(Box<datafusion::sql::sqlparser::ast::Query>),
+}
+
+pub fn classify(stmt: Statement) -> Result<Command> {
+    Ok(match stmt {
+        Statement::StartTransaction { .. } => Command::Transaction(TransactionKind::Begin),
+        Statement::Commit { .. } => Command::Transaction(TransactionKind::Commit),
+        Statement::Rollback { savepoint: None, .. } => Command::Transaction(TransactionKind::Rollback),
+        Statement::Set(set) => classify_set(set)?,
+        Statement::Reset(r) => match r.reset {
+            Reset::ALL => Command::Reset(None),
+            Reset::ConfigurationParameter(name) => Command::Reset(Some(object_name_text(&name))),
+        },
+        Statement::ShowVariable { variable } => {
+            let name = variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(" ");
+            if name.eq_ignore_ascii_case("tables") {
+                Command::ShowTables
+            } else {
+                Command::Show(normalize_setting(&name))
+            }
+        }
+        Statement::ShowTables { .. } => Command::ShowTables,
+        Statement::Copy { source, to, target, options, legacy_options, values } => {
+            let options = CopyOptions::from_ast(&options, &legacy_options)?;
+            match (to, target, source) {
+                (false, CopyTarget::Stdin, CopySource::Table { table_name, columns }) => {
+                    if !values.is_empty() {
+                        return Err(Error::FeatureNotSupported("inline COPY data is not supported; send it as COPY data".into()));
+                    }
+                    Command::CopyFrom { table: table_name, columns: idents(&columns), options }
+                }
+                (true, CopyTarget::Stdout, CopySource::Table { table_name, columns }) => {
+                    Command::CopyTo { source: CopyToSource::Table { table: table_name, columns: idents(&columns) }, options }
+                }
+                (true, CopyTarget::Stdout, CopySource::Query(q)) => Command::CopyTo { source: CopyToSource::Query(q), options },
+                (_, CopyTarget::File { .. } | CopyTarget::Program { .. }, _) => {
+                    return Err(Error::FeatureNotSupported(
+                        "COPY to or from a server-side file or program is not allowed; use STDIN/STDOUT (psql's \\copy)".into(),
+                    ));
+                }
+                _ => return Err(Error::FeatureNotSupported("this form of COPY is not supported".into())),
+            }
+        }
+        Statement::Discard { .. } => Command::NoOp("DISCARD ALL"),
+        Statement::Deallocate { .. } => Command::NoOp("DEALLOCATE"),
+        other => Command::Plan(Box::new(other)),
+    })
+}
+
+fn classify_set(set: Set) -> Result<Command> {
+    Ok(match set {
+        Set::SingleAssignment { variable, values, .. } => Command::Set {
+            name: normalize_setting(&object_name_text(&variable)),
+            value: values.iter().map(setting_value).collect::<Vec<_>>().join(", "),
+        },
+        Set::SetTimeZone { value, .. } => Command::Set { name: "timezone".into(), value: setting_value(&value) },
+        Set::SetNames { charset_name, .. } => Command::Set { name: "client_encoding".into(), value: charset_name.value },
+        Set::SetNamesDefault { .. } => Command::Set { name: "client_encoding".into(), value: "UTF8".into() },
+        Set::SetTransaction { .. } | Set::SetSessionParam(_) | Set::SetRole { .. } | Set::SetSessionAuthorization(_) => {
+            Command::NoOp("SET")
+        }
+        other => return Err(Error::FeatureNotSupported(format!("{other} is not supported"))),
+    })
+}
+
+/// `SET x = 'a'`, `SET x TO a`, `SET x = 3`: the value as text, without quotes.
+fn setting_value(e: &Expr) -> String {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+            Value::Number(n, _) => n.clone(),
+            Value::Boolean(b) => if *b { "on".into() } else { "off".into() },
+            other => other.to_string(),
+        },
+        Expr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Settings are case-insensitive; `TIME ZONE` is the same as `timezone`.
+fn normalize_setting(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    match lower.as_str() {
+        "time zone" => "timezone".into(),
+        "transaction isolation level" => "transaction_isolation".into(),
+        _ => lower,
+    }
+}
+
+fn object_name_text(name: &ObjectName) -> String {
+    name.0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => i.value.clone(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn idents(cols: &[Ident]) -> Vec<String> {
+    cols.iter().map(normalize_ident).collect()
+}
+
+/// Unquoted identifiers fold to lower case, as in PostgreSQL.
+pub fn normalize_ident(i: &Ident) -> String {
+    if i.quote_style.is_some() { i.value.clone() } else { i.value.to_ascii_lowercase() }
+}
+
+/// Resolves `t`, `schema.t` or `hindsight.schema.t` against the session's default schema.
+pub fn table_name(name: &ObjectName, default_schema: &str) -> Result<TableName> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => Ok(normalize_ident(i)),
+            other => Err(Error::Syntax(format!("unexpected name part {other}"))),
+        })
+        .collect::<Result<_>>()?;
+    match parts.as_slice() {
+        [t] => Ok(TableName::new(default_schema, t)),
+        [s, t] => Ok(TableName::new(s, t)),
+        [_catalog, s, t] => Ok(TableName::new(s, t)),
+        _ => Err(Error::Syntax(format!("improper relation name: {name}"))),
+    }
+}
+
+impl CopyOptions {
+    pub fn is_binary(&self) -> bool {
+        self.format == CopyFormat::Binary
+    }
+}

@@ -1,0 +1,308 @@
+//! Arrow to PostgreSQL: type mapping and per-value encoding in text or binary format, for query
+//! results and for COPY TO. The only place that knows Postgres types.
+//!
+//! Types without a Postgres twin (maps, structs, unions, decimals over 28 digits, unsigned
+//! 64-bit integers) go out as `text`, formatted by Arrow, rather than failing the query.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::*;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use pgwire::api::Type;
+use pgwire::api::portal::Format;
+use pgwire::api::results::{CopyEncoder, DataRowEncoder, FieldFormat, FieldInfo};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::types::ToSqlText;
+use postgres_types::ToSql;
+use rust_decimal::Decimal;
+
+/// The Postgres type a column of this Arrow type is sent as.
+pub fn pg_type(dt: &DataType) -> Type {
+    match dt {
+        DataType::Null => Type::TEXT,
+        DataType::Boolean => Type::BOOL,
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
+        DataType::Int32 | DataType::UInt16 => Type::INT4,
+        DataType::Int64 | DataType::UInt32 => Type::INT8,
+        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
+        DataType::Float64 => Type::FLOAT8,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => Type::BYTEA,
+        DataType::Date32 | DataType::Date64 => Type::DATE,
+        DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
+        DataType::Timestamp(_, None) => Type::TIMESTAMP,
+        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
+        DataType::Decimal128(p, _) if *p <= 28 => Type::NUMERIC,
+        DataType::Dictionary(_, v) => pg_type(v),
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => match pg_type(f.data_type()) {
+            Type::BOOL => Type::BOOL_ARRAY,
+            Type::INT2 => Type::INT2_ARRAY,
+            Type::INT4 => Type::INT4_ARRAY,
+            Type::INT8 => Type::INT8_ARRAY,
+            Type::FLOAT4 => Type::FLOAT4_ARRAY,
+            Type::FLOAT8 => Type::FLOAT8_ARRAY,
+            Type::TEXT if is_plain_string(f.data_type()) => Type::TEXT_ARRAY,
+            _ => Type::TEXT,
+        },
+        _ => Type::TEXT,
+    }
+}
+
+fn is_plain_string(dt: &DataType) -> bool {
+    matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+/// The Postgres name of the type an Arrow column is presented as (for catalogs and messages).
+pub fn pg_type_name(dt: &DataType) -> String {
+    match dt {
+        DataType::Decimal128(p, s) if *p <= 28 => format!("numeric({p},{s})"),
+        DataType::Timestamp(_, None) => "timestamp without time zone".into(),
+        DataType::Timestamp(_, Some(_)) => "timestamp with time zone".into(),
+        DataType::Time32(_) | DataType::Time64(_) => "time without time zone".into(),
+        DataType::Float32 | DataType::Float16 => "real".into(),
+        DataType::Float64 => "double precision".into(),
+        DataType::Int16 | DataType::Int8 | DataType::UInt8 => "smallint".into(),
+        DataType::Int32 | DataType::UInt16 => "integer".into(),
+        DataType::Int64 | DataType::UInt32 => "bigint".into(),
+        DataType::Boolean => "boolean".into(),
+        _ => match pg_type(dt) {
+            Type::TEXT_ARRAY => "text[]".into(),
+            Type::INT4_ARRAY => "integer[]".into(),
+            Type::INT8_ARRAY => "bigint[]".into(),
+            Type::FLOAT8_ARRAY => "double precision[]".into(),
+            t => t.name().to_string(),
+        },
+    }
+}
+
+/// Row descriptions for a result schema, with each column's format from the portal.
+pub fn field_infos(schema: &Schema, format: Option<&Format>) -> Vec<FieldInfo> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let fmt = format.map(|f| f.format_for(i)).unwrap_or(FieldFormat::Text);
+            FieldInfo::new(f.name().clone(), None, None, pg_type(f.data_type()), fmt)
+        })
+        .collect()
+}
+
+/// Either encoder pgwire offers: the row encoder for results, the COPY encoder for COPY TO.
+pub trait FieldSink {
+    fn put<T: ToSql + ToSqlText + Sized>(&mut self, value: &T) -> PgWireResult<()>;
+}
+
+impl FieldSink for DataRowEncoder {
+    fn put<T: ToSql + ToSqlText + Sized>(&mut self, value: &T) -> PgWireResult<()> {
+        self.encode_field(value)
+    }
+}
+
+impl FieldSink for CopyEncoder {
+    fn put<T: ToSql + ToSqlText + Sized>(&mut self, value: &T) -> PgWireResult<()> {
+        self.encode_field(value)
+    }
+}
+
+/// One batch, prepared for row-by-row encoding: columns normalised to the types `pg_type` names.
+pub struct BatchEncoder {
+    columns: Vec<Column>,
+    rows: usize,
+}
+
+enum Column {
+    Bool(ArrayRef),
+    I16(ArrayRef),
+    I32(ArrayRef),
+    I64(ArrayRef),
+    F32(ArrayRef),
+    F64(ArrayRef),
+    Text(ArrayRef),
+    Bytes(ArrayRef),
+    Date(ArrayRef),
+    Time(ArrayRef),
+    Timestamp(ArrayRef),
+    TimestampTz(ArrayRef),
+    Numeric(ArrayRef, u32),
+    List(ArrayRef),
+    /// Anything else, formatted by Arrow (maps, structs, wide decimals, unsigned 64-bit).
+    Display(ArrayRef),
+}
+
+fn err(e: impl std::fmt::Display) -> PgWireError {
+    PgWireError::ApiError(Box::new(std::io::Error::other(e.to_string())))
+}
+
+impl BatchEncoder {
+    pub fn new(batch: &RecordBatch) -> PgWireResult<Self> {
+        let columns = batch
+            .columns()
+            .iter()
+            .map(|a| Self::column(a.clone()))
+            .collect::<PgWireResult<Vec<_>>>()?;
+        Ok(Self { columns, rows: batch.num_rows() })
+    }
+
+    fn column(a: ArrayRef) -> PgWireResult<Column> {
+        let dt = a.data_type().clone();
+        let to = |t: &DataType| cast(&a, t).map_err(err);
+        Ok(match &dt {
+            DataType::Dictionary(_, v) => Self::column(cast(&a, v).map_err(err)?)?,
+            DataType::Boolean => Column::Bool(a),
+            DataType::Int8 | DataType::UInt8 => Column::I16(to(&DataType::Int16)?),
+            DataType::Int16 => Column::I16(a),
+            DataType::Int32 => Column::I32(a),
+            DataType::UInt16 => Column::I32(to(&DataType::Int32)?),
+            DataType::Int64 => Column::I64(a),
+            DataType::UInt32 => Column::I64(to(&DataType::Int64)?),
+            DataType::Float16 => Column::F32(to(&DataType::Float32)?),
+            DataType::Float32 => Column::F32(a),
+            DataType::Float64 => Column::F64(a),
+            DataType::Utf8 => Column::Text(a),
+            DataType::LargeUtf8 | DataType::Utf8View => Column::Text(to(&DataType::Utf8)?),
+            DataType::Binary => Column::Bytes(a),
+            DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
+                Column::Bytes(to(&DataType::Binary)?)
+            }
+            DataType::Date32 | DataType::Date64 => Column::Date(to(&DataType::Date32)?),
+            DataType::Time32(_) | DataType::Time64(_) => {
+                Column::Time(to(&DataType::Time64(TimeUnit::Microsecond))?)
+            }
+            DataType::Timestamp(_, None) => Column::Timestamp(to(&DataType::Timestamp(TimeUnit::Microsecond, None))?),
+            DataType::Timestamp(_, Some(_)) => {
+                Column::TimestampTz(to(&DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())))?)
+            }
+            DataType::Decimal128(p, s) if *p <= 28 => Column::Numeric(a, (*s).max(0) as u32),
+            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _)
+                if pg_type(&dt) != Type::TEXT =>
+            {
+                Column::List(a)
+            }
+            DataType::Null => Column::Text(to(&DataType::Utf8)?),
+            _ => Column::Display(a),
+        })
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Encodes every column of one row into `sink`.
+    pub fn encode_row<S: FieldSink>(&self, row: usize, sink: &mut S) -> PgWireResult<()> {
+        for c in &self.columns {
+            encode_value(c, row, sink)?;
+        }
+        Ok(())
+    }
+}
+
+fn encode_value<S: FieldSink>(c: &Column, i: usize, sink: &mut S) -> PgWireResult<()> {
+    macro_rules! prim {
+        ($a:expr, $t:ty) => {{
+            let arr = $a.as_primitive::<$t>();
+            let v = if arr.is_null(i) { None } else { Some(arr.value(i)) };
+            sink.put(&v)
+        }};
+    }
+    match c {
+        Column::Bool(a) => {
+            let arr = a.as_boolean();
+            sink.put(&(!arr.is_null(i)).then(|| arr.value(i)))
+        }
+        Column::I16(a) => prim!(a, Int16Type),
+        Column::I32(a) => prim!(a, Int32Type),
+        Column::I64(a) => prim!(a, Int64Type),
+        Column::F32(a) => prim!(a, Float32Type),
+        Column::F64(a) => prim!(a, Float64Type),
+        Column::Text(a) => {
+            let arr = a.as_string::<i32>();
+            sink.put(&(!arr.is_null(i)).then(|| arr.value(i)))
+        }
+        Column::Bytes(a) => {
+            let arr = a.as_binary::<i32>();
+            sink.put(&(!arr.is_null(i)).then(|| arr.value(i)))
+        }
+        Column::Date(a) => {
+            let arr = a.as_primitive::<Date32Type>();
+            let v = (!arr.is_null(i)).then(|| arr.value_as_date(i)).flatten();
+            sink.put::<Option<NaiveDate>>(&v)
+        }
+        Column::Time(a) => {
+            let arr = a.as_primitive::<Time64MicrosecondType>();
+            let v = (!arr.is_null(i)).then(|| arr.value_as_time(i)).flatten();
+            sink.put::<Option<NaiveTime>>(&v)
+        }
+        Column::Timestamp(a) => {
+            let arr = a.as_primitive::<TimestampMicrosecondType>();
+            let v = (!arr.is_null(i)).then(|| arr.value_as_datetime(i)).flatten();
+            sink.put::<Option<NaiveDateTime>>(&v)
+        }
+        Column::TimestampTz(a) => {
+            let arr = a.as_primitive::<TimestampMicrosecondType>();
+            let v = (!arr.is_null(i))
+                .then(|| DateTime::from_timestamp_micros(arr.value(i)))
+                .flatten();
+            sink.put(&v)
+        }
+        Column::Numeric(a, scale) => {
+            let arr = a.as_primitive::<Decimal128Type>();
+            let v = (!arr.is_null(i)).then(|| Decimal::from_i128_with_scale(arr.value(i), *scale));
+            sink.put(&v)
+        }
+        Column::List(a) => encode_list(a, i, sink),
+        Column::Display(a) => {
+            if a.is_null(i) {
+                return sink.put(&None::<&str>);
+            }
+            let opts = FormatOptions::default();
+            let f = ArrayFormatter::try_new(a.as_ref(), &opts).map_err(err)?;
+            sink.put(&Some(f.value(i).to_string()))
+        }
+    }
+}
+
+fn encode_list<S: FieldSink>(a: &ArrayRef, i: usize, sink: &mut S) -> PgWireResult<()> {
+    if a.is_null(i) {
+        return sink.put(&None::<Vec<Option<i64>>>);
+    }
+    let values: ArrayRef = match a.data_type() {
+        DataType::List(_) => a.as_list::<i32>().value(i),
+        DataType::LargeList(_) => a.as_list::<i64>().value(i),
+        DataType::FixedSizeList(_, _) => a.as_fixed_size_list().value(i),
+        _ => return Err(err("not a list")),
+    };
+    macro_rules! vec_of {
+        ($t:ty, $to:expr) => {{
+            let v = cast(&values, &$to).map_err(err)?;
+            let arr = v.as_primitive::<$t>();
+            let items: Vec<Option<<$t as ArrowPrimitiveType>::Native>> = arr.iter().collect();
+            sink.put(&Some(items))
+        }};
+    }
+    match pg_type(a.data_type()) {
+        Type::BOOL_ARRAY => {
+            let items: Vec<Option<bool>> = values.as_boolean().iter().collect();
+            sink.put(&Some(items))
+        }
+        Type::INT2_ARRAY => vec_of!(Int16Type, DataType::Int16),
+        Type::INT4_ARRAY => vec_of!(Int32Type, DataType::Int32),
+        Type::INT8_ARRAY => vec_of!(Int64Type, DataType::Int64),
+        Type::FLOAT4_ARRAY => vec_of!(Float32Type, DataType::Float32),
+        Type::FLOAT8_ARRAY => vec_of!(Float64Type, DataType::Float64),
+        _ => {
+            let v = cast(&values, &DataType::Utf8).map_err(err)?;
+            let items: Vec<Option<String>> = v.as_string::<i32>().iter().map(|s| s.map(str::to_string)).collect();
+            sink.put(&Some(items))
+        }
+    }
+}
+
+/// A schema with every column as `pg_type` will present it (used when describing results).
+pub fn describe(schema: &Schema, format: Option<&Format>) -> Arc<Vec<FieldInfo>> {
+    Arc::new(field_infos(schema, format))
+}

@@ -1,0 +1,396 @@
+//! One client connection: pgwire's handler traits over one `Session`.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::sql::sqlparser::ast::Statement;
+use futures::{Sink, SinkExt, StreamExt, stream};
+use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata};
+use pgwire::api::copy::CopyHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{
+    CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, DataRowEncoder, FieldInfo, QueryResponse, Response, Tag,
+};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::startup::SecretKey;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tokio::sync::Mutex;
+
+use super::encode::{BatchEncoder, describe, field_infos, pg_type};
+use super::params;
+use crate::copy::{CopyFormat, CopyOptions, CopyUpload};
+use crate::error::Error;
+use crate::session::{Description, Output, Session};
+use crate::sql::settings::PG_VERSION;
+
+/// Per-connection state: the session, and the COPY upload in flight, if any.
+pub struct Connection {
+    session: Arc<Session>,
+    parser: Arc<Parser>,
+    upload: Mutex<Option<CopyUpload>>,
+}
+
+impl Connection {
+    pub fn new(session: Session) -> Arc<Self> {
+        let session = Arc::new(session);
+        Arc::new(Self { parser: Arc::new(Parser { session: session.clone() }), session, upload: Mutex::new(None) })
+    }
+}
+
+pub(crate) fn pg_error(e: Error) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(&e)))
+}
+
+fn error_info(e: &Error) -> ErrorInfo {
+    ErrorInfo::new("ERROR".to_string(), e.sqlstate().to_string(), e.message())
+}
+
+/// Wraps a row stream so that every batch is encoded as DataRows as it arrives.
+fn row_stream(
+    batches: SendableRecordBatchStream,
+    fields: Arc<Vec<FieldInfo>>,
+) -> impl futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send {
+    batches.flat_map(move |batch| {
+        let rows: Vec<PgWireResult<_>> = match batch.map_err(Error::from) {
+            Err(e) => vec![Err(pg_error(e))],
+            Ok(batch) => match BatchEncoder::new(&batch) {
+                Err(e) => vec![Err(e)],
+                Ok(enc) => {
+                    let mut encoder = DataRowEncoder::new(fields.clone());
+                    let mut out = Vec::with_capacity(enc.num_rows());
+                    for r in 0..enc.num_rows() {
+                        match enc.encode_row(r, &mut encoder) {
+                            Ok(()) => out.push(Ok(encoder.take_row())),
+                            Err(e) => {
+                                out.push(Err(e));
+                                break;
+                            }
+                        }
+                    }
+                    out
+                }
+            },
+        };
+        stream::iter(rows)
+    })
+}
+
+/// COPY TO STDOUT: one CopyData message per row (pgwire counts rows by message), header first.
+fn copy_out(batches: SendableRecordBatchStream, options: &CopyOptions) -> Response {
+    let fields = Arc::new(field_infos(&batches.schema(), None));
+    let header = (options.header && options.format == CopyFormat::Csv).then(|| {
+        let names: Vec<String> = fields.iter().map(|f| csv_quote(f.name(), options)).collect();
+        let mut h = names.join(&(options.delimiter as char).to_string());
+        h.push('\n');
+        h
+    });
+    let ncols = fields.len();
+    let mut encoder = match options.format {
+        CopyFormat::Binary => CopyEncoder::new_binary(fields),
+        CopyFormat::Text => CopyEncoder::new_text(
+            fields,
+            CopyTextOptions { delimiter: (options.delimiter as char).to_string().into(), null_string: options.null.clone().into() },
+        ),
+        CopyFormat::Csv => CopyEncoder::new_csv(
+            fields,
+            CopyCsvOptions {
+                delimiter: (options.delimiter as char).to_string().into(),
+                quote: (options.quote as char).to_string().into(),
+                escape: (options.escape as char).to_string().into(),
+                null_string: options.null.clone().into(),
+                force_quote: vec![],
+            },
+        ),
+    };
+    let format = if options.is_binary() { 1 } else { 0 };
+    let mut pending_header = header;
+    let data = batches.flat_map(move |batch| {
+        let mut out: Vec<PgWireResult<CopyData>> = Vec::new();
+        match batch.map_err(Error::from) {
+            Err(e) => out.push(Err(pg_error(e))),
+            Ok(batch) => match BatchEncoder::new(&batch) {
+                Err(e) => out.push(Err(e)),
+                Ok(enc) => {
+                    for r in 0..enc.num_rows() {
+                        if let Err(e) = enc.encode_row(r, &mut encoder) {
+                            out.push(Err(e));
+                            break;
+                        }
+                        let row = encoder.take_copy();
+                        match pending_header.take() {
+                            Some(h) => {
+                                let mut b = bytes::BytesMut::from(h.as_bytes());
+                                b.extend_from_slice(&row.data);
+                                out.push(Ok(CopyData::new(b.freeze())));
+                            }
+                            None => out.push(Ok(row)),
+                        }
+                    }
+                }
+            },
+        }
+        stream::iter(out)
+    });
+    Response::CopyOut(CopyResponse::new(format, ncols, data))
+}
+
+fn csv_quote(s: &str, o: &CopyOptions) -> String {
+    let q = o.quote as char;
+    if s.contains([o.delimiter as char, q, '\n', '\r']) {
+        format!("{q}{}{q}", s.replace(q, &format!("{q}{q}")))
+    } else {
+        s.to_string()
+    }
+}
+
+impl Connection {
+    /// Turns one statement's output into a pgwire response.
+    async fn respond(&self, output: Output, format: Option<&Format>) -> PgWireResult<Response> {
+        Ok(match output {
+            Output::Rows(stream) => {
+                let fields = describe(&stream.schema(), format);
+                Response::Query(QueryResponse::new(fields.clone(), row_stream(stream, fields)))
+            }
+            Output::Affected { verb, rows } => {
+                let tag = Tag::new(verb);
+                let tag = if verb == "INSERT" { tag.with_oid(0) } else { tag };
+                Response::Execution(tag.with_rows(rows as usize))
+            }
+            Output::Command(tag) => match tag.as_str() {
+                "BEGIN" => Response::TransactionStart(Tag::new("BEGIN")),
+                "COMMIT" | "ROLLBACK" => Response::TransactionEnd(Tag::new(&tag)),
+                _ => {
+                    // "SELECT 12" (CREATE TABLE AS) carries a row count.
+                    match tag.split_once(' ') {
+                        Some((verb, n)) if n.parse::<usize>().is_ok() => {
+                            Response::Execution(Tag::new(verb).with_rows(n.parse().unwrap_or(0)))
+                        }
+                        _ => Response::Execution(Tag::new(&tag)),
+                    }
+                }
+            },
+            Output::CopyIn(copy) => {
+                let format = if copy.options.is_binary() { 1 } else { 0 };
+                let columns = copy.columns;
+                let upload = self.session.start_upload(*copy);
+                *self.upload.lock().await = Some(upload);
+                Response::CopyIn(CopyResponse::new(format, columns, stream::empty()))
+            }
+            Output::CopyOut { stream, options } => copy_out(stream, &options),
+        })
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Connection {
+    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statements = match crate::sql::parse(query) {
+            Ok(s) => s,
+            Err(e) => return Ok(vec![Response::Error(Box::new(error_info(&e)))]),
+        };
+        let mut responses = Vec::with_capacity(statements.len());
+        for stmt in statements {
+            match self.session.execute(stmt, None).await {
+                Ok(output) => {
+                    let is_copy_in = matches!(output, Output::CopyIn(_));
+                    responses.push(self.respond(output, None).await?);
+                    if is_copy_in {
+                        break; // the rest of the query string waits for the COPY data
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "statement failed");
+                    responses.push(Response::Error(Box::new(error_info(&e))));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+/// A statement prepared by the extended protocol: parsed once, described once.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    stmt: Statement,
+    description: Description,
+}
+
+/// Parses and describes statements for the extended protocol, in the connection's session.
+pub struct Parser {
+    session: Arc<Session>,
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(&self, _client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let Some(stmt) = crate::sql::parse_one(sql).map_err(pg_error)? else { return Ok(None) };
+        let description = self.session.describe(&stmt).await.map_err(pg_error)?;
+        Ok(Some(Prepared { stmt, description }))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        Ok(stmt.description.params.iter().map(|t| t.as_ref().map(pg_type).unwrap_or(Type::UNKNOWN)).collect())
+    }
+
+    fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(stmt.description.result.as_ref().map(|s| field_infos(s, format)).unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Connection {
+    type Statement = Prepared;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let inferred = &prepared.description.params;
+        let client_types = &portal.statement.parameter_types;
+        let mut values = Vec::with_capacity(portal.parameters.len());
+        for (i, raw) in portal.parameters.iter().enumerate() {
+            let target = inferred.get(i).cloned().flatten();
+            let declared = client_types
+                .get(i)
+                .cloned()
+                .flatten()
+                .filter(|t| *t != Type::UNKNOWN)
+                .or_else(|| target.as_ref().map(pg_type))
+                .unwrap_or(Type::TEXT);
+            let v = params::decode(raw.as_deref(), &declared, portal.parameter_format.is_binary(i), target.as_ref())
+                .map_err(pg_error)?;
+            values.push(v);
+        }
+        let params = if values.is_empty() { None } else { Some(values) };
+        let output = self.session.execute(prepared.stmt.clone(), params).await.map_err(pg_error)?;
+        self.respond(output, Some(&portal.result_column_format)).await
+    }
+}
+
+#[async_trait]
+impl CopyHandler for Connection {
+    async fn on_copy_data<C>(&self, _client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Some(upload) = self.upload.lock().await.as_mut() {
+            upload.push(&copy_data.data).await;
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let Some(upload) = self.upload.lock().await.take() else {
+            return Err(pg_error(Error::FeatureNotSupported("no COPY in progress".into())));
+        };
+        let rows = upload.finish().await.map_err(pg_error)?;
+        client
+            .send(PgWireBackendMessage::CommandComplete(Tag::new("COPY").with_rows(rows as usize).into()))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Some(upload) = self.upload.lock().await.take() {
+            upload.abort().await;
+        }
+        PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".into(),
+            "57014".into(),
+            format!("COPY from stdin failed: {}", fail.message),
+        )))
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Connection {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // Loopback `trust`: any user name is accepted (see the README's security notes).
+        if let PgWireFrontendMessage::Startup(ref startup) = message {
+            protocol_negotiation(client, startup).await?;
+            save_startup_parameters_to_metadata(client, startup);
+            client.set_pid_and_secret_key(std::process::id() as i32, SecretKey::I32(rand_secret()));
+            let mut params = DefaultServerParameterProvider::default();
+            params.server_version = PG_VERSION.to_string();
+            params.date_style = "ISO, MDY".to_string();
+            params.time_zone = "UTC".to_string();
+            if let Some(app) = client.metadata().get("application_name") {
+                self.session.settings().set("application_name", app.clone());
+            }
+            finish_authentication(client, &params).await?;
+        }
+        debug_assert!(!matches!(client.state(), PgWireConnectionState::CopyInProgress(_)));
+        Ok(())
+    }
+}
+
+fn rand_secret() -> i32 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    (nanos ^ 0x5bd1_e995) as i32
+}
+
+/// pgwire builds a connection's handlers from this; each connection has its own `Connection`.
+pub struct Handlers(pub Arc<Connection>);
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.0.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.0.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.0.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        self.0.clone()
+    }
+}
