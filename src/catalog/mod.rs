@@ -8,6 +8,7 @@
 //! latest committed version of each table it names, so tables written by another server on the
 //! same warehouse are visible at once, and one statement sees one version per table.
 
+mod information_schema;
 mod schema;
 mod sink;
 mod table;

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 
+use super::information_schema::{self, InformationSchema};
 use super::{HindsightTable, SCHEMAS, TableName, Warehouse};
 use crate::error::to_datafusion;
 
@@ -62,6 +63,7 @@ impl WarehouseCatalog {
 impl CatalogProvider for WarehouseCatalog {
     fn schema_names(&self) -> Vec<String> {
         let mut names: Vec<String> = SCHEMAS.iter().map(|s| s.to_string()).collect();
+        names.push(information_schema::NAME.to_string());
         names.extend(self.extra.read().unwrap_or_else(|p| p.into_inner()).keys().cloned());
         names
     }
@@ -72,6 +74,9 @@ impl CatalogProvider for WarehouseCatalog {
                 warehouse: self.warehouse.clone(),
                 schema: name.to_string(),
             }));
+        }
+        if name == information_schema::NAME {
+            return Some(Arc::new(InformationSchema::new(self.warehouse.clone(), crate::config::DATABASE)));
         }
         self.extra.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }
