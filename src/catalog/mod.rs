@@ -196,6 +196,11 @@ impl Warehouse {
                 )));
             }
         }
+        if !partition_columns.is_empty() && partition_columns.len() >= schema.fields().len() {
+            return Err(Error::FeatureNotSupported(
+                "PARTITIONED BY must leave at least one column that is not a partition column".into(),
+            ));
+        }
         let schema = delta_compatible_schema(schema);
         let kernel: StructType = schema.as_ref().try_into_kernel().map_err(|e| {
             Error::FeatureNotSupported(format!("a column type of {name} cannot be stored in Delta: {e}"))

@@ -42,8 +42,10 @@ impl DmlOp {
         on: Expr,
         clauses: Vec<MergeIntoClause>,
     ) -> DfResult<Self> {
+        // DataFusion names the ON condition with an alias; delta-rs must print every expression
+        // into its commit, and cannot print aliases.
         let requalify = |e: Expr| -> DfResult<Expr> {
-            e.transform(|e| match e {
+            e.unalias_nested().data.transform(|e| match e {
                 Expr::Column(c) => {
                     let idx = merge_schema.index_of_column(&c)?;
                     let side = if idx < target_fields { TARGET } else { SOURCE };

@@ -217,8 +217,14 @@ fn encode_value<S: FieldSink>(c: &Column, i: usize, sink: &mut S) -> PgWireResul
         Column::I16(a) => prim!(a, Int16Type),
         Column::I32(a) => prim!(a, Int32Type),
         Column::I64(a) => prim!(a, Int64Type),
-        Column::F32(a) => prim!(a, Float32Type),
-        Column::F64(a) => prim!(a, Float64Type),
+        Column::F32(a) => {
+            let arr = a.as_primitive::<Float32Type>();
+            sink.put(&(!arr.is_null(i)).then(|| PgFloat4(arr.value(i))))
+        }
+        Column::F64(a) => {
+            let arr = a.as_primitive::<Float64Type>();
+            sink.put(&(!arr.is_null(i)).then(|| PgFloat8(arr.value(i))))
+        }
         Column::Text(a) => {
             let arr = a.as_string::<i32>();
             sink.put(&(!arr.is_null(i)).then(|| arr.value(i)))
@@ -234,19 +240,20 @@ fn encode_value<S: FieldSink>(c: &Column, i: usize, sink: &mut S) -> PgWireResul
         }
         Column::Time(a) => {
             let arr = a.as_primitive::<Time64MicrosecondType>();
-            let v = (!arr.is_null(i)).then(|| arr.value_as_time(i)).flatten();
-            sink.put::<Option<NaiveTime>>(&v)
+            let v = (!arr.is_null(i)).then(|| arr.value_as_time(i)).flatten().map(PgTime);
+            sink.put(&v)
         }
         Column::Timestamp(a) => {
             let arr = a.as_primitive::<TimestampMicrosecondType>();
-            let v = (!arr.is_null(i)).then(|| arr.value_as_datetime(i)).flatten();
-            sink.put::<Option<NaiveDateTime>>(&v)
+            let v = (!arr.is_null(i)).then(|| arr.value_as_datetime(i)).flatten().map(PgTimestamp);
+            sink.put(&v)
         }
         Column::TimestampTz(a) => {
             let arr = a.as_primitive::<TimestampMicrosecondType>();
             let v = (!arr.is_null(i))
                 .then(|| DateTime::from_timestamp_micros(arr.value(i)))
-                .flatten();
+                .flatten()
+                .map(PgTimestampTz);
             sink.put(&v)
         }
         Column::Numeric(a, scale) => {
@@ -305,4 +312,222 @@ fn encode_list<S: FieldSink>(a: &ArrayRef, i: usize, sink: &mut S) -> PgWireResu
 /// A schema with every column as `pg_type` will present it (used when describing results).
 pub fn describe(schema: &Schema, format: Option<&Format>) -> Arc<Vec<FieldInfo>> {
     Arc::new(field_infos(schema, format))
+}
+
+/// Values whose text form pgwire writes differently from PostgreSQL: floats (`10`, not `10.0`;
+/// `Infinity`, not `inf`) and times (fractional seconds only when there are any). Binary
+/// encoding is the plain type's.
+macro_rules! pg_text_newtype {
+    ($name:ident, $inner:ty, $fmt:expr) => {
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name(pub $inner);
+
+        impl ToSql for $name {
+            fn to_sql(
+                &self,
+                ty: &Type,
+                out: &mut bytes::BytesMut,
+            ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+                self.0.to_sql(ty, out)
+            }
+
+            fn accepts(ty: &Type) -> bool {
+                <$inner as ToSql>::accepts(ty)
+            }
+
+            postgres_types::to_sql_checked!();
+        }
+
+        impl ToSqlText for $name {
+            fn to_sql_text(
+                &self,
+                _ty: &Type,
+                out: &mut bytes::BytesMut,
+                _format_options: &pgwire::types::format::FormatOptions,
+            ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+                let text: String = $fmt(self.0);
+                out.extend_from_slice(text.as_bytes());
+                Ok(postgres_types::IsNull::No)
+            }
+        }
+    };
+}
+
+pg_text_newtype!(PgFloat8, f64, |v: f64| pg_float(v, 15));
+pg_text_newtype!(PgFloat4, f32, |v: f32| pg_float(v, 6));
+pg_text_newtype!(PgTimestamp, NaiveDateTime, |v: NaiveDateTime| with_fraction(
+    v.format("%Y-%m-%d %H:%M:%S").to_string(),
+    v.and_utc().timestamp_subsec_micros()
+));
+pg_text_newtype!(PgTimestampTz, DateTime<chrono::Utc>, |v: DateTime<chrono::Utc>| format!(
+    "{}+00",
+    with_fraction(v.format("%Y-%m-%d %H:%M:%S").to_string(), v.timestamp_subsec_micros())
+));
+pg_text_newtype!(PgTime, NaiveTime, |v: NaiveTime| with_fraction(
+    v.format("%H:%M:%S").to_string(),
+    chrono::Timelike::nanosecond(&v) / 1000
+));
+
+fn with_fraction(mut s: String, micros: u32) -> String {
+    if micros > 0 {
+        let frac = format!("{micros:06}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    s
+}
+
+/// PostgreSQL's float output (extra_float_digits >= 1): the shortest text that reads back as
+/// the same value, in positional notation for decimal exponents in [-4, `max_exp`), otherwise
+/// as `1.5e+20`.
+pub fn pg_float<F>(v: F, max_exp: i32) -> String
+where
+    F: Copy + Into<f64> + std::fmt::Display + std::fmt::LowerExp,
+{
+    let f: f64 = v.into();
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    let sci = format!("{v:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..max_exp).contains(&exp) {
+        format!("{v}")
+    } else {
+        format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+    }
+}
+
+/// COPY TO in text or CSV format, written as PostgreSQL writes it: NULL is `\N` (text) or an
+/// unquoted empty field (CSV), and a CSV empty string is `""`, so the two stay distinct.
+pub struct CopyTextWriter {
+    types: Vec<Type>,
+    csv: bool,
+    delimiter: u8,
+    quote: u8,
+    escape: u8,
+    null: Vec<u8>,
+    row: bytes::BytesMut,
+    value: bytes::BytesMut,
+    col: usize,
+}
+
+impl CopyTextWriter {
+    pub fn new(types: Vec<Type>, csv: bool, delimiter: u8, quote: u8, escape: u8, null: &str) -> Self {
+        Self {
+            types,
+            csv,
+            delimiter,
+            quote,
+            escape,
+            null: null.as_bytes().to_vec(),
+            row: bytes::BytesMut::new(),
+            value: bytes::BytesMut::new(),
+            col: 0,
+        }
+    }
+
+    /// The finished row, with its newline.
+    pub fn take_row(&mut self) -> bytes::Bytes {
+        self.row.extend_from_slice(b"\n");
+        self.col = 0;
+        self.row.split().freeze()
+    }
+
+    /// A header line naming the columns (CSV `HEADER`).
+    pub fn header(&mut self, names: &[String]) -> bytes::Bytes {
+        for n in names {
+            if self.col > 0 {
+                self.row.extend_from_slice(&[self.delimiter]);
+            }
+            self.value.clear();
+            self.value.extend_from_slice(n.as_bytes());
+            self.write_value();
+            self.col += 1;
+        }
+        self.take_row()
+    }
+
+    fn write_value(&mut self) {
+        let v = &self.value[..];
+        if self.csv {
+            let needs_quotes = v.is_empty() && self.null.is_empty()
+                || v == &self.null[..]
+                || v.iter().any(|&b| b == self.delimiter || b == self.quote || b == b'\n' || b == b'\r');
+            if needs_quotes {
+                self.row.extend_from_slice(&[self.quote]);
+                for &b in v {
+                    if b == self.quote || b == self.escape {
+                        self.row.extend_from_slice(&[self.escape]);
+                    }
+                    self.row.extend_from_slice(&[b]);
+                }
+                self.row.extend_from_slice(&[self.quote]);
+            } else {
+                self.row.extend_from_slice(v);
+            }
+        } else {
+            for &b in v {
+                match b {
+                    b'\\' => self.row.extend_from_slice(b"\\\\"),
+                    b'\n' => self.row.extend_from_slice(b"\\n"),
+                    b'\r' => self.row.extend_from_slice(b"\\r"),
+                    b'\t' if self.delimiter == b'\t' => self.row.extend_from_slice(b"\\t"),
+                    d if d == self.delimiter => self.row.extend_from_slice(&[b'\\', d]),
+                    other => self.row.extend_from_slice(&[other]),
+                }
+            }
+        }
+    }
+}
+
+impl FieldSink for CopyTextWriter {
+    fn put<T: ToSql + ToSqlText + Sized>(&mut self, value: &T) -> PgWireResult<()> {
+        if self.col > 0 {
+            self.row.extend_from_slice(&[self.delimiter]);
+        }
+        self.value.clear();
+        let ty = self.types.get(self.col).cloned().unwrap_or(Type::TEXT);
+        let is_null = value
+            .to_sql_text(&ty, &mut self.value, &pgwire::types::format::FormatOptions::default())
+            .map_err(|e| err(e))?;
+        match is_null {
+            postgres_types::IsNull::Yes => self.row.extend_from_slice(&self.null.clone()),
+            postgres_types::IsNull::No => self.write_value(),
+        }
+        self.col += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_print_as_postgres_prints_them() {
+        assert_eq!(pg_float(10.0, 15), "10");
+        assert_eq!(pg_float(0.1, 15), "0.1");
+        assert_eq!(pg_float(1e20, 15), "1e+20");
+        assert_eq!(pg_float(1.5e-5, 15), "1.5e-05");
+        assert_eq!(pg_float(-2.5, 15), "-2.5");
+        assert_eq!(pg_float(f64::INFINITY, 15), "Infinity");
+        assert_eq!(pg_float(123456789012345.0, 15), "123456789012345");
+        assert_eq!(pg_float(1234567890123456.0, 15), "1.234567890123456e+15");
+    }
+
+    #[test]
+    fn csv_keeps_null_and_empty_apart() {
+        let mut w = CopyTextWriter::new(vec![Type::TEXT, Type::TEXT, Type::TEXT], true, b',', b'"', b'"', "");
+        w.put(&None::<&str>).unwrap();
+        w.put(&Some("")).unwrap();
+        w.put(&Some("a,\"b\"")).unwrap();
+        assert_eq!(&w.take_row()[..], b",\"\",\"a,\"\"b\"\"\"\n");
+    }
 }

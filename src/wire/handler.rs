@@ -12,7 +12,7 @@ use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, DataRowEncoder, FieldInfo, QueryResponse, Response, Tag,
+    CopyEncoder, CopyResponse, DataRowEncoder, FieldInfo, QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
@@ -23,7 +23,7 @@ use pgwire::messages::startup::SecretKey;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::sync::Mutex;
 
-use super::encode::{BatchEncoder, describe, field_infos, pg_type};
+use super::encode::{BatchEncoder, CopyTextWriter, describe, field_infos, pg_type};
 use super::params;
 use crate::copy::{CopyFormat, CopyOptions, CopyUpload};
 use crate::error::Error;
@@ -82,35 +82,23 @@ fn row_stream(
     })
 }
 
-/// COPY TO STDOUT: one CopyData message per row (pgwire counts rows by message), header first.
+/// COPY TO STDOUT: one CopyData message per row (pgwire counts rows by message); a CSV header
+/// rides with the first row so that the count stays right.
 fn copy_out(batches: SendableRecordBatchStream, options: &CopyOptions) -> Response {
     let fields = Arc::new(field_infos(&batches.schema(), None));
-    let header = (options.header && options.format == CopyFormat::Csv).then(|| {
-        let names: Vec<String> = fields.iter().map(|f| csv_quote(f.name(), options)).collect();
-        let mut h = names.join(&(options.delimiter as char).to_string());
-        h.push('\n');
-        h
-    });
     let ncols = fields.len();
-    let mut encoder = match options.format {
-        CopyFormat::Binary => CopyEncoder::new_binary(fields),
-        CopyFormat::Text => CopyEncoder::new_text(
-            fields,
-            CopyTextOptions { delimiter: (options.delimiter as char).to_string().into(), null_string: options.null.clone().into() },
-        ),
-        CopyFormat::Csv => CopyEncoder::new_csv(
-            fields,
-            CopyCsvOptions {
-                delimiter: (options.delimiter as char).to_string().into(),
-                quote: (options.quote as char).to_string().into(),
-                escape: (options.escape as char).to_string().into(),
-                null_string: options.null.clone().into(),
-                force_quote: vec![],
-            },
-        ),
-    };
     let format = if options.is_binary() { 1 } else { 0 };
-    let mut pending_header = header;
+    let mut encoder = match options.format {
+        CopyFormat::Binary => RowEncoder::Binary(CopyEncoder::new_binary(fields)),
+        CopyFormat::Text | CopyFormat::Csv => {
+            let csv = options.format == CopyFormat::Csv;
+            let types = fields.iter().map(|f| f.datatype().clone()).collect();
+            let mut w = CopyTextWriter::new(types, csv, options.delimiter, options.quote, options.escape, &options.null);
+            let names: Vec<String> = fields.iter().map(|f| f.name().to_string()).collect();
+            let header = (csv && options.header).then(|| w.header(&names));
+            RowEncoder::Text(w, header)
+        }
+    };
     let data = batches.flat_map(move |batch| {
         let mut out: Vec<PgWireResult<CopyData>> = Vec::new();
         match batch.map_err(Error::from) {
@@ -119,18 +107,12 @@ fn copy_out(batches: SendableRecordBatchStream, options: &CopyOptions) -> Respon
                 Err(e) => out.push(Err(e)),
                 Ok(enc) => {
                     for r in 0..enc.num_rows() {
-                        if let Err(e) = enc.encode_row(r, &mut encoder) {
-                            out.push(Err(e));
-                            break;
-                        }
-                        let row = encoder.take_copy();
-                        match pending_header.take() {
-                            Some(h) => {
-                                let mut b = bytes::BytesMut::from(h.as_bytes());
-                                b.extend_from_slice(&row.data);
-                                out.push(Ok(CopyData::new(b.freeze())));
+                        match encoder.row(&enc, r) {
+                            Ok(row) => out.push(Ok(row)),
+                            Err(e) => {
+                                out.push(Err(e));
+                                break;
                             }
-                            None => out.push(Ok(row)),
                         }
                     }
                 }
@@ -141,12 +123,28 @@ fn copy_out(batches: SendableRecordBatchStream, options: &CopyOptions) -> Respon
     Response::CopyOut(CopyResponse::new(format, ncols, data))
 }
 
-fn csv_quote(s: &str, o: &CopyOptions) -> String {
-    let q = o.quote as char;
-    if s.contains([o.delimiter as char, q, '\n', '\r']) {
-        format!("{q}{}{q}", s.replace(q, &format!("{q}{q}")))
-    } else {
-        s.to_string()
+enum RowEncoder {
+    Binary(CopyEncoder),
+    /// The writer, and a header line still to send before the first row.
+    Text(CopyTextWriter, Option<bytes::Bytes>),
+}
+
+impl RowEncoder {
+    fn row(&mut self, enc: &BatchEncoder, r: usize) -> PgWireResult<CopyData> {
+        match self {
+            RowEncoder::Binary(e) => {
+                enc.encode_row(r, e)?;
+                Ok(e.take_copy())
+            }
+            RowEncoder::Text(w, header) => {
+                enc.encode_row(r, w)?;
+                let row = w.take_row();
+                Ok(CopyData::new(match header.take() {
+                    Some(h) => [h, row].concat().into(),
+                    None => row,
+                }))
+            }
+        }
     }
 }
 

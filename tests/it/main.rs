@@ -1,1 +1,11 @@
+//! Integration tests: one binary (each test binary links all of DataFusion), every test against a
+//! real server on a free loopback port over a temporary warehouse, through real clients.
 
+mod harness;
+
+mod copy;
+mod durability;
+mod errors;
+mod psql;
+mod slt;
+mod wire;

@@ -1,0 +1,81 @@
+//! Bad input: the right SQLSTATE, a message a person understands, and a connection (and server)
+//! that carry on.
+
+use crate::harness::{TestServer, message, sqlstate};
+
+#[tokio::test]
+async fn each_error_has_its_sqlstate_and_the_connection_survives() {
+    let server = TestServer::start().await;
+    let c = server.connect().await;
+    c.batch_execute("CREATE TABLE t (id BIGINT, name TEXT)").await.unwrap();
+    assert_eq!(sqlstate(c.simple_query("SELEC 1").await), "42601");
+    assert_eq!(sqlstate(c.query("SELECT * FROM missing", &[]).await), "42P01");
+    assert_eq!(message(c.query("SELECT * FROM missing", &[]).await), "relation \"public.missing\" does not exist");
+    assert_eq!(sqlstate(c.query("SELECT nope FROM t", &[]).await), "42703");
+    assert_eq!(sqlstate(c.query("SELECT 'a' + 1", &[]).await), "42804");
+    assert_eq!(sqlstate(c.simple_query("CREATE TABLE t (x INT)").await), "42P07");
+    assert_eq!(sqlstate(c.simple_query("INSERT INTO hindsight.anything VALUES (1)").await), "42P01");
+    assert_eq!(sqlstate(c.simple_query("CREATE TABLE hindsight.mine (x INT)").await), "42501");
+    assert_eq!(sqlstate(c.simple_query("CREATE TABLE nowhere.t (x INT)").await), "3F000");
+    assert_eq!(sqlstate(c.simple_query("COPY t FROM '/etc/passwd'").await), "0A000");
+    assert_eq!(sqlstate(c.simple_query("CREATE VIEW v AS SELECT 1").await), "0A000");
+    assert_eq!(sqlstate(c.simple_query("SELECT CAST('x' AS INT)").await), "22P02");
+    // After all that, the same connection still answers.
+    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn an_error_in_a_multi_statement_query_stops_there() {
+    let server = TestServer::start().await;
+    let c = server.connect().await;
+    c.batch_execute("CREATE TABLE t (id BIGINT)").await.unwrap();
+    let r = c.batch_execute("INSERT INTO t VALUES (1); SELECT * FROM missing; INSERT INTO t VALUES (2)").await;
+    assert_eq!(sqlstate(r), "42P01");
+    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1, "statements before the error commit, those after it do not run");
+}
+
+#[tokio::test]
+async fn a_failed_insert_leaves_no_partial_commit() {
+    let server = TestServer::start().await;
+    let c = server.connect().await;
+    c.batch_execute("CREATE TABLE t (id BIGINT NOT NULL); INSERT INTO t VALUES (1)").await.unwrap();
+    // The second row violates NOT NULL: the whole statement fails.
+    assert!(c.simple_query("INSERT INTO t VALUES (2), (NULL)").await.is_err());
+    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn concurrent_updates_conflict_with_40001_and_never_corrupt() {
+    let server = TestServer::start().await;
+    let setup = server.connect().await;
+    setup.batch_execute("CREATE TABLE acct (id BIGINT, balance BIGINT); INSERT INTO acct VALUES (1, 0)").await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let c = server.connect().await;
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut conflicts) = (0u64, 0u64);
+            for _ in 0..5 {
+                match c.execute("UPDATE acct SET balance = balance + 1 WHERE id = 1", &[]).await {
+                    Ok(_) => ok += 1,
+                    Err(e) => {
+                        let code = e.code().map(|c| c.code().to_string());
+                        assert_eq!(code.as_deref(), Some("40001"), "{e}");
+                        conflicts += 1;
+                    }
+                }
+            }
+            (ok, conflicts)
+        }));
+    }
+    let mut committed = 0;
+    for t in tasks {
+        committed += t.await.unwrap().0;
+    }
+    // Every acknowledged update is in the balance, exactly once; there is still one row.
+    let row = setup.query_one("SELECT count(*), max(balance) FROM acct", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+    assert_eq!(row.get::<_, i64>(1) as u64, committed);
+}

@@ -1,0 +1,92 @@
+//! Starting servers and connecting clients.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hindsight::catalog::Warehouse;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls};
+
+/// A server running in this process on a free port, stopped when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub warehouse: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A server over a fresh, empty warehouse.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Self::on(dir.path()).await;
+        s._dir = Some(dir);
+        s
+    }
+
+    /// A server over an existing warehouse folder (two servers may share one).
+    pub async fn on(warehouse: &Path) -> Self {
+        let wh = Warehouse::open(warehouse.to_str().expect("utf8 path")).await.expect("open warehouse");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            hindsight::server::run(listener, Arc::clone(&wh), 64, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server");
+        });
+        Self { addr, warehouse: warehouse.to_path_buf(), stop: Some(stop), task: Some(task), _dir: None }
+    }
+
+    pub async fn connect(&self) -> Client {
+        connect(self.addr).await
+    }
+
+    /// Stops the server and waits for it to drain.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+pub async fn connect(addr: SocketAddr) -> Client {
+    let url = format!("host=127.0.0.1 port={} user=hindsight dbname=hindsight", addr.port());
+    let (client, conn) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// The SQLSTATE of a failed call, or a panic naming what succeeded instead.
+pub fn sqlstate<T: std::fmt::Debug>(r: Result<T, tokio_postgres::Error>) -> String {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no sqlstate: {e}")),
+    }
+}
+
+/// The message of a failed call.
+pub fn message<T: std::fmt::Debug>(r: Result<T, tokio_postgres::Error>) -> String {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
+    }
+}
