@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Ingest and streaming benchmarks, hindsight against PostgreSQL 15 on the same machine and data.
+#   ROWS=10000000 bash benches/run.sh
+# Installs Debian's postgresql if missing, and runs everything on loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS=${ROWS:-10000000}
+WORK=${WORK:-/tmp/hindsight-bench}
+HS_PORT=55433
+PG_PORT=55432
+mkdir -p "$WORK"
+
+cargo build --release --quiet
+cargo bench --bench wire --no-run --quiet 2>/dev/null || cargo bench --bench wire --no-run
+CLIENT=$(ls -t target/release/deps/wire-* | grep -v '\.d$' | head -1)
+
+if [ ! -f "$WORK/data_$ROWS.csv" ]; then
+    echo "generating $ROWS rows x 5 columns"
+    python3 - "$ROWS" "$WORK/data_$ROWS.csv" <<'PY'
+import sys, random
+n, path = int(sys.argv[1]), sys.argv[2]
+rng = random.Random(7)
+cats = ["groceries", "travel", "electronics", "utilities", "restaurants"]
+with open(path, "w") as f:
+    for i in range(n):
+        f.write(f"{i},{rng.randrange(100000)},2025-{1 + i % 12:02d}-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}:00,{rng.random() * 500:.2f},{cats[i % 5]}\n")
+PY
+fi
+DATA="$WORK/data_$ROWS.csv"
+DDL="CREATE TABLE bench (id BIGINT, user_id BIGINT, ts TIMESTAMP, amount DOUBLE PRECISION, category TEXT)"
+
+peak_kb() { grep VmHWM "/proc/$1/status" | awk '{print $2}'; }
+
+start_hindsight() {
+    target/release/hindsight serve --warehouse "$WORK/warehouse" --listen "127.0.0.1:$HS_PORT" >"$WORK/hindsight.log" 2>&1 &
+    HS_PID=$!
+    for _ in $(seq 100); do psql -h 127.0.0.1 -p $HS_PORT -U hindsight -Atc "select 1" >/dev/null 2>&1 && return; sleep 0.1; done
+    echo "hindsight did not start"; exit 1
+}
+
+echo "== hindsight"
+rm -rf "$WORK/warehouse"
+start_hindsight
+psql -h 127.0.0.1 -p $HS_PORT -U hindsight -qc "$DDL"
+t0=$(date +%s.%N)
+psql -h 127.0.0.1 -p $HS_PORT -U hindsight -qc "\\copy bench from '$DATA' with (format csv)"
+t1=$(date +%s.%N)
+hs_copy=$(echo "$ROWS / ($t1 - $t0)" | bc)
+echo "COPY FROM STDIN: $(echo "$t1 - $t0" | bc) s, $hs_copy rows/s, server peak RSS $(( $(peak_kb $HS_PID) / 1024 )) MiB"
+kill $HS_PID; wait $HS_PID 2>/dev/null || true
+start_hindsight
+"$CLIENT" $HS_PORT "SELECT * FROM bench"
+echo "SELECT stream: server peak RSS $(( $(peak_kb $HS_PID) / 1024 )) MiB"
+kill $HS_PID; wait $HS_PID 2>/dev/null || true
+
+echo "== PostgreSQL"
+if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+PGBIN=/usr/lib/postgresql/15/bin
+rm -rf "$WORK/pgdata"; mkdir -p "$WORK/pgdata"; chown postgres "$WORK/pgdata"
+su postgres -c "$PGBIN/initdb -D $WORK/pgdata -A trust -U postgres" >/dev/null
+su postgres -c "$PGBIN/pg_ctl -D $WORK/pgdata -o '-p $PG_PORT -k /tmp -c listen_addresses=127.0.0.1' -l $WORK/pg.log start" >/dev/null
+sleep 2
+psql -h 127.0.0.1 -p $PG_PORT -U postgres -qc "$DDL"
+t0=$(date +%s.%N)
+psql -h 127.0.0.1 -p $PG_PORT -U postgres -qc "\\copy bench from '$DATA' with (format csv)"
+t1=$(date +%s.%N)
+pg_copy=$(echo "$ROWS / ($t1 - $t0)" | bc)
+echo "COPY FROM STDIN: $(echo "$t1 - $t0" | bc) s, $pg_copy rows/s"
+BENCH_USER=postgres BENCH_DB=postgres "$CLIENT" $PG_PORT "SELECT * FROM bench"
+su postgres -c "$PGBIN/pg_ctl -D $WORK/pgdata stop" >/dev/null
+echo "== COPY ratio hindsight/postgres: $(echo "scale=2; $hs_copy / $pg_copy" | bc)"
