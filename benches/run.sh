@@ -11,8 +11,8 @@ PG_PORT=55432
 mkdir -p "$WORK"
 
 cargo build --release --quiet
-cargo bench --bench wire --no-run --quiet 2>/dev/null || cargo bench --bench wire --no-run
-CLIENT=$(ls -t target/release/deps/wire-* | grep -v '\.d$' | head -1)
+cargo build --release --quiet --manifest-path benches/client/Cargo.toml
+CLIENT=benches/client/target/release/hindsight-bench-client
 
 if [ ! -f "$WORK/data_$ROWS.csv" ]; then
     echo "generating $ROWS rows x 5 columns"
@@ -60,7 +60,7 @@ fi
 PGBIN=/usr/lib/postgresql/15/bin
 rm -rf "$WORK/pgdata"; mkdir -p "$WORK/pgdata"; chown postgres "$WORK/pgdata"
 su postgres -c "$PGBIN/initdb -D $WORK/pgdata -A trust -U postgres" >/dev/null
-su postgres -c "$PGBIN/pg_ctl -D $WORK/pgdata -o '-p $PG_PORT -k /tmp -c listen_addresses=127.0.0.1' -l $WORK/pg.log start" >/dev/null
+su postgres -c "$PGBIN/pg_ctl -D $WORK/pgdata -o '-p $PG_PORT -k /tmp -c listen_addresses=127.0.0.1' -l $WORK/pgdata/server.log start" >/dev/null
 sleep 2
 psql -h 127.0.0.1 -p $PG_PORT -U postgres -qc "$DDL"
 t0=$(date +%s.%N)

@@ -103,6 +103,12 @@ impl CopyOptions {
     }
 }
 
+impl CopyOptions {
+    pub fn is_binary(&self) -> bool {
+        self.format == CopyFormat::Binary
+    }
+}
+
 fn ascii(c: char, what: &str) -> Result<u8> {
     if c.is_ascii() {
         Ok(c as u8)

@@ -16,7 +16,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::catalog::TableName;
-use crate::copy::{CopyFormat, CopyOptions};
+use crate::copy::CopyOptions;
 use crate::error::{Error, Result};
 
 static PARSER: LazyLock<PostgresCompatibilityParser> = LazyLock::new(PostgresCompatibilityParser::new);
@@ -187,11 +187,5 @@ pub fn table_name(name: &ObjectName, default_schema: &str) -> Result<TableName> 
         [s, t] => Ok(TableName::new(s, t)),
         [_catalog, s, t] => Ok(TableName::new(s, t)),
         _ => Err(Error::Syntax(format!("improper relation name: {name}"))),
-    }
-}
-
-impl CopyOptions {
-    pub fn is_binary(&self) -> bool {
-        self.format == CopyFormat::Binary
     }
 }

@@ -9,17 +9,20 @@ use datafusion::sql::sqlparser::ast::Statement;
 use futures::{Sink, SinkExt, StreamExt, stream};
 use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata};
 use pgwire::api::copy::CopyHandler;
-use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::copy::{send_copy_both_response, send_copy_in_response, send_copy_out_response};
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_execution_response, send_query_response};
 use pgwire::api::results::{
     CopyEncoder, CopyResponse, DataRowEncoder, FieldInfo, QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type};
+use pgwire::api::store::{Entry, PortalStore};
+use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, PgWireConnectionState, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::startup::SecretKey;
+use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::response::EmptyQueryResponse;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::sync::Mutex;
 
@@ -263,6 +266,67 @@ impl ExtendedQueryHandler for Connection {
         self.parser.clone()
     }
 
+    /// Streams results. pgwire 0.42's default collects every row of a portal into memory before
+    /// sending when the client asks for all rows (max_rows = 0, what drivers do), so a large
+    /// SELECT would hold the whole result. Row-limited fetches keep pgwire's portal handling.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let portal = match client.portal_store().get_portal(name) {
+            Some(Entry::Value(p)) if message.max_rows == 0 => p,
+            _ => return self._on_execute(client, message).await,
+        };
+        if !matches!(*portal.state().lock().await, PortalExecutionState::Initial)
+            || !matches!(client.state(), PgWireConnectionState::ReadyForQuery)
+        {
+            return self._on_execute(client, message).await;
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let mut status = client.transaction_status();
+        let response = ExtendedQueryHandler::do_query(self, client, &portal, 0).await;
+        *portal.state().lock().await = PortalExecutionState::Finished;
+        let result = match response {
+            Ok(Response::Query(results)) => send_query_response(client, results, false).await,
+            Ok(Response::Execution(tag)) => send_execution_response(client, tag).await,
+            Ok(Response::TransactionStart(tag)) => {
+                status = status.to_in_transaction_state();
+                send_execution_response(client, tag).await
+            }
+            Ok(Response::TransactionEnd(tag)) => {
+                status = status.to_idle_state();
+                send_execution_response(client, tag).await
+            }
+            Ok(Response::EmptyQuery) => client
+                .send(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new()))
+                .await
+                .map_err(PgWireError::from),
+            Ok(Response::Error(e)) => {
+                status = status.to_error_state();
+                client.send(PgWireBackendMessage::ErrorResponse((*e).into())).await.map_err(PgWireError::from)
+            }
+            Ok(Response::CopyIn(r)) => {
+                client.set_state(PgWireConnectionState::CopyInProgress(true));
+                send_copy_in_response(client, r).await
+            }
+            Ok(Response::CopyOut(r)) => send_copy_out_response(client, r).await,
+            Ok(Response::CopyBoth(r)) => {
+                client.set_state(PgWireConnectionState::CopyInProgress(true));
+                send_copy_both_response(client, r).await
+            }
+            Err(e) => Err(e),
+        };
+        if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+            client.set_state(PgWireConnectionState::ReadyForQuery);
+            client.set_transaction_status(status);
+        }
+        result
+    }
+
     async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -362,7 +426,6 @@ impl StartupHandler for Connection {
             }
             finish_authentication(client, &params).await?;
         }
-        debug_assert!(!matches!(client.state(), PgWireConnectionState::CopyInProgress(_)));
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 mod harness;
 
 mod copy;
-mod durability;
+mod process;
 mod errors;
 mod psql;
 mod slt;

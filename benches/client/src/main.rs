@@ -1,7 +1,7 @@
 //! A client for the benchmark script (`benches/run.sh`): runs one query over the wire and reports
 //! rows per second. Streams with tokio-postgres, so it measures the server, not client buffering.
 //!
-//! Usage: cargo bench --bench wire -- <port> <query>
+//! Usage: hindsight-bench-client <port> <query>
 
 use std::time::Instant;
 

@@ -1,5 +1,5 @@
-//! kill -9 of the real binary while clients write: every acknowledged statement survives,
-//! exactly once, and no statement is half there.
+//! Tests against the real `hindsight` binary in its own process: durability under kill -9, and
+//! the memory a large streamed result costs the server.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -85,4 +85,46 @@ async fn kill_9_never_loses_an_acknowledged_statement() {
     }
     server.kill().ok();
     let _ = server.wait();
+}
+
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| kb / 1024)
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_result_streams_in_bounded_server_memory() {
+    use futures::{StreamExt, pin_mut};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = spawn(dir.path(), port);
+    let c = wait_ready(port).await;
+    let before = peak_rss_mib(server.id());
+    // About 600 MB of result: if the server held it, its peak memory would show it.
+    let rows = c
+        .query_raw(
+            "SELECT value, repeat('x', 100) AS pad FROM generate_series(1, 5000000)",
+            std::iter::empty::<i64>(),
+        )
+        .await
+        .unwrap();
+    pin_mut!(rows);
+    let mut n = 0u64;
+    while let Some(r) = rows.next().await {
+        r.unwrap();
+        n += 1;
+    }
+    assert_eq!(n, 5_000_000);
+    let peak = peak_rss_mib(server.id());
+    server.kill().ok();
+    let _ = server.wait();
+    if cfg!(target_os = "linux") {
+        assert!(peak < before + 300, "server peak memory grew from {before} MiB to {peak} MiB while streaming");
+    }
 }
