@@ -31,6 +31,17 @@ DDL="CREATE TABLE bench (id BIGINT, user_id BIGINT, ts TIMESTAMP, amount DOUBLE 
 
 peak_kb() { grep VmHWM "/proc/$1/status" | awk '{print $2}'; }
 
+# time_copy PORT USER: loads the CSV with psql's \copy; prints seconds and rows/s, sets RATE.
+time_copy() {
+    psql -h 127.0.0.1 -p "$1" -U "$2" -qc "$DDL"
+    local t0 t1
+    t0=$(date +%s.%N)
+    psql -h 127.0.0.1 -p "$1" -U "$2" -qc "\\copy bench from '$DATA' with (format csv)"
+    t1=$(date +%s.%N)
+    RATE=$(echo "$ROWS / ($t1 - $t0)" | bc)
+    echo "COPY FROM STDIN: $(echo "$t1 - $t0" | bc) s, $RATE rows/s"
+}
+
 start_hindsight() {
     target/release/hindsight serve --warehouse "$WORK/warehouse" --listen "127.0.0.1:$HS_PORT" >"$WORK/hindsight.log" 2>&1 &
     HS_PID=$!
@@ -41,12 +52,9 @@ start_hindsight() {
 echo "== hindsight"
 rm -rf "$WORK/warehouse"
 start_hindsight
-psql -h 127.0.0.1 -p $HS_PORT -U hindsight -qc "$DDL"
-t0=$(date +%s.%N)
-psql -h 127.0.0.1 -p $HS_PORT -U hindsight -qc "\\copy bench from '$DATA' with (format csv)"
-t1=$(date +%s.%N)
-hs_copy=$(echo "$ROWS / ($t1 - $t0)" | bc)
-echo "COPY FROM STDIN: $(echo "$t1 - $t0" | bc) s, $hs_copy rows/s, server peak RSS $(( $(peak_kb $HS_PID) / 1024 )) MiB"
+time_copy $HS_PORT hindsight
+hs_copy=$RATE
+echo "server peak RSS during COPY: $(( $(peak_kb $HS_PID) / 1024 )) MiB"
 kill $HS_PID; wait $HS_PID 2>/dev/null || true
 start_hindsight
 "$CLIENT" $HS_PORT "SELECT * FROM bench"
@@ -62,12 +70,8 @@ rm -rf "$WORK/pgdata"; mkdir -p "$WORK/pgdata"; chown postgres "$WORK/pgdata"
 su postgres -c "$PGBIN/initdb -D $WORK/pgdata -A trust -U postgres" >/dev/null
 su postgres -c "$PGBIN/pg_ctl -D $WORK/pgdata -o '-p $PG_PORT -k /tmp -c listen_addresses=127.0.0.1' -l $WORK/pgdata/server.log start" >/dev/null
 sleep 2
-psql -h 127.0.0.1 -p $PG_PORT -U postgres -qc "$DDL"
-t0=$(date +%s.%N)
-psql -h 127.0.0.1 -p $PG_PORT -U postgres -qc "\\copy bench from '$DATA' with (format csv)"
-t1=$(date +%s.%N)
-pg_copy=$(echo "$ROWS / ($t1 - $t0)" | bc)
-echo "COPY FROM STDIN: $(echo "$t1 - $t0" | bc) s, $pg_copy rows/s"
+time_copy $PG_PORT postgres
+pg_copy=$RATE
 BENCH_USER=postgres BENCH_DB=postgres "$CLIENT" $PG_PORT "SELECT * FROM bench"
 su postgres -c "$PGBIN/pg_ctl -D $WORK/pgdata stop" >/dev/null
 echo "== COPY ratio hindsight/postgres: $(echo "scale=2; $hs_copy / $pg_copy" | bc)"

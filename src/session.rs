@@ -174,7 +174,7 @@ impl Session {
     pub async fn describe(&self, stmt: &Statement) -> Result<Description> {
         match sql::classify(stmt.clone())? {
             Command::Plan(stmt) => {
-                let plan = self.plan(*stmt).await?;
+                let (plan, _) = self.plan(*stmt).await?;
                 let mut params: Vec<(String, Option<DataType>)> =
                     plan.get_parameter_types()?.into_iter().collect();
                 params.sort_by_key(|(k, _)| k.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
@@ -190,20 +190,19 @@ impl Session {
         }
     }
 
-    async fn plan(&self, stmt: Statement) -> Result<LogicalPlan> {
+    /// Plans a statement against the latest table list; also returns its PARTITIONED BY columns.
+    async fn plan(&self, stmt: Statement) -> Result<(LogicalPlan, Vec<String>)> {
         self.warehouse.refresh().await?;
         let (stmt, partition_by) = take_partitioning(stmt);
         let plan = self.ctx.state().statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
         if !partition_by.is_empty() && !matches!(plan, LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_))) {
             return Err(Error::FeatureNotSupported("PARTITIONED BY only applies to CREATE TABLE".into()));
         }
-        Ok(plan)
+        Ok((plan, partition_by))
     }
 
     async fn execute_plan(&self, stmt: Statement, params: Option<Vec<ScalarValue>>) -> Result<Output> {
-        self.warehouse.refresh().await?;
-        let (stmt, partition_by) = take_partitioning(stmt);
-        let mut plan = self.ctx.state().statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
+        let (mut plan, partition_by) = self.plan(stmt).await?;
         if let Some(values) = params {
             plan = plan.with_param_values(values)?;
         }
