@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod clients;
 mod copy;
 mod process;
 mod errors;

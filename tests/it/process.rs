@@ -128,3 +128,29 @@ async fn a_large_result_streams_in_bounded_server_memory() {
         assert!(peak < before + 300, "server peak memory grew from {before} MiB to {peak} MiB while streaming");
     }
 }
+
+#[test]
+fn demo_then_sql_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hindsight")).args(args).output().expect("run hindsight");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let demo = run(&["demo", "--warehouse", wh]);
+    assert!(demo.contains("labels (1169 rows)"), "{demo}");
+    // Run twice: existing demo tables are left alone.
+    let again = run(&["demo", "--warehouse", wh]);
+    assert!(!again.contains("labels"), "{again}");
+    let out = run(&[
+        "sql",
+        "--warehouse",
+        wh,
+        "-c",
+        "SELECT count(*) AS n FROM labels; SELECT model_version, count(*) AS n FROM requests GROUP BY 1 ORDER BY 1",
+    ]);
+    assert!(out.contains("| 1169 |"), "{out}");
+    assert!(out.lines().any(|l| l.contains("v1") && l.contains("1159")), "{out}");
+    assert!(out.lines().any(|l| l.contains("v2") && l.contains("341")), "{out}");
+}
