@@ -33,7 +33,8 @@ pub const CATALOG: &str = crate::config::DATABASE;
 pub enum Output {
     /// A result set, streamed.
     Rows(SendableRecordBatchStream),
-    /// A command that changed rows: INSERT/UPDATE/DELETE/MERGE and the count.
+    /// A command that reports a row count: INSERT/UPDATE/DELETE/MERGE, and SELECT for CREATE
+    /// TABLE AS (as PostgreSQL tags it).
     Affected { verb: &'static str, rows: u64 },
     /// A command without rows (CREATE TABLE, SET, BEGIN, ...): its tag.
     Command(String),
@@ -219,7 +220,7 @@ impl Session {
                 let is_ctas = !matches!(create.input.as_ref(), LogicalPlan::EmptyRelation(_));
                 if is_ctas {
                     let rows = self.create_table_as(&name, (*create.input).clone(), &partition_by).await?;
-                    Ok(Output::Command(format!("SELECT {rows}")))
+                    Ok(Output::Affected { verb: "SELECT", rows })
                 } else {
                     let schema = create.input.schema().as_arrow().clone();
                     self.warehouse.create_table(&name, &schema, &partition_by).await?;

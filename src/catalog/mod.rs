@@ -20,7 +20,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use deltalake::DeltaTable;
 use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use object_store::path::Path;
 use url::Url;
@@ -75,12 +75,14 @@ impl Warehouse {
         register_object_stores();
         let root = root_url(location)?;
         let storage_options = HashMap::new();
-        let (store, prefix) = object_store::parse_url_opts(&root, storage_options.iter())
+        // delta-rs's own factories, so that listing and table access use the same stores (and
+        // the same credentials) for every URL scheme; the store is rooted at the warehouse.
+        let store = deltalake::logstore::store_for(&root, storage_options.iter())
             .map_err(|e| Error::Config(format!("warehouse {root}: {e}")))?;
         let warehouse = Arc::new(Self {
             root,
-            store: Arc::from(store),
-            prefix,
+            store,
+            prefix: Path::default(),
             storage_options,
             names: Default::default(),
         });
@@ -251,8 +253,6 @@ impl Warehouse {
         Ok(())
     }
 }
-
-use futures::StreamExt as _;
 
 /// Maps a path or URL to the warehouse root URL, with a trailing slash so that `join` nests.
 fn root_url(location: &str) -> Result<Url> {

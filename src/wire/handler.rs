@@ -167,15 +167,7 @@ impl Connection {
             Output::Command(tag) => match tag.as_str() {
                 "BEGIN" => Response::TransactionStart(Tag::new("BEGIN")),
                 "COMMIT" | "ROLLBACK" => Response::TransactionEnd(Tag::new(&tag)),
-                _ => {
-                    // "SELECT 12" (CREATE TABLE AS) carries a row count.
-                    match tag.split_once(' ') {
-                        Some((verb, n)) if n.parse::<usize>().is_ok() => {
-                            Response::Execution(Tag::new(verb).with_rows(n.parse().unwrap_or(0)))
-                        }
-                        _ => Response::Execution(Tag::new(&tag)),
-                    }
-                }
+                _ => Response::Execution(Tag::new(&tag)),
             },
             Output::CopyIn(copy) => {
                 let format = if copy.options.is_binary() { 1 } else { 0 };
