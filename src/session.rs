@@ -13,7 +13,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, LogicalPlanBuilder, WriteOp, cast, col};
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder, WriteOp, cast, col};
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
@@ -239,9 +239,6 @@ impl Session {
                 "{} is not supported: hindsight keeps only Delta tables",
                 other.name()
             ))),
-            LogicalPlan::Dml(DmlStatement { op, .. }) if matches!(op, WriteOp::Ctas) => {
-                Err(Error::FeatureNotSupported("CREATE TABLE AS through DML".into()))
-            }
             LogicalPlan::Dml(ref dml) => {
                 let verb = match dml.op {
                     WriteOp::Insert(_) => "INSERT",
