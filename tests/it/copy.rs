@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use futures::{SinkExt, TryStreamExt};
 
-use crate::harness::{TestServer, message, sqlstate};
+use crate::harness::{TestServer, count, message, sqlstate};
 
 async fn copy_in(c: &tokio_postgres::Client, sql: &str, data: &str) -> Result<u64, tokio_postgres::Error> {
     let sink = c.copy_in(sql).await?;
@@ -46,7 +46,7 @@ async fn csv_and_text_in_then_csv_text_and_binary_out() {
     let out = copy_out(&c, "COPY t TO STDOUT WITH (FORMAT binary)").await;
     assert!(out.starts_with(b"PGCOPY\n\xff\r\n\0"));
     assert!(out.ends_with(&[0xff, 0xff]));
-    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    let n = count(&c, "t").await;
     assert_eq!(n, 5);
 }
 
@@ -68,7 +68,7 @@ async fn a_malformed_row_names_its_line_and_commits_nothing() {
     let msg = message(copy_in(&c, "COPY t FROM STDIN WITH (FORMAT csv, HEADER)", &data).await);
     assert!(msg.contains("line 100002") && msg.contains("\"oops\""), "{msg}");
     // Nothing of the failed uploads is visible, and the connection still works.
-    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    let n = count(&c, "t").await;
     assert_eq!(n, 1);
 }
 
@@ -85,7 +85,7 @@ async fn an_abandoned_copy_commits_nothing() {
         }
         // Dropped without finish: tokio-postgres sends CopyFail.
     }
-    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    let n = count(&c, "t").await;
     assert_eq!(n, 0);
     // A COPY into a table that does not exist fails before any data is sent.
     assert_eq!(sqlstate(c.copy_in::<_, Bytes>("COPY nope FROM STDIN").await.map(|_| ())), "42P01");

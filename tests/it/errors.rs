@@ -1,7 +1,7 @@
 //! Bad input: the right SQLSTATE, a message a person understands, and a connection (and server)
 //! that carry on.
 
-use crate::harness::{TestServer, message, sqlstate};
+use crate::harness::{TestServer, count, message, sqlstate};
 
 #[tokio::test]
 async fn each_error_has_its_sqlstate_and_the_connection_survives() {
@@ -21,7 +21,7 @@ async fn each_error_has_its_sqlstate_and_the_connection_survives() {
     assert_eq!(sqlstate(c.simple_query("CREATE VIEW v AS SELECT 1").await), "0A000");
     assert_eq!(sqlstate(c.simple_query("SELECT CAST('x' AS INT)").await), "22P02");
     // After all that, the same connection still answers.
-    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    let n = count(&c, "t").await;
     assert_eq!(n, 0);
 }
 
@@ -32,7 +32,7 @@ async fn an_error_in_a_multi_statement_query_stops_there() {
     c.batch_execute("CREATE TABLE t (id BIGINT)").await.unwrap();
     let r = c.batch_execute("INSERT INTO t VALUES (1); SELECT * FROM missing; INSERT INTO t VALUES (2)").await;
     assert_eq!(sqlstate(r), "42P01");
-    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    let n = count(&c, "t").await;
     assert_eq!(n, 1, "statements before the error commit, those after it do not run");
 }
 
@@ -43,7 +43,7 @@ async fn a_failed_insert_leaves_no_partial_commit() {
     c.batch_execute("CREATE TABLE t (id BIGINT NOT NULL); INSERT INTO t VALUES (1)").await.unwrap();
     // The second row violates NOT NULL: the whole statement fails.
     assert!(c.simple_query("INSERT INTO t VALUES (2), (NULL)").await.is_err());
-    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    let n = count(&c, "t").await;
     assert_eq!(n, 1);
 }
 

@@ -90,3 +90,8 @@ pub fn message<T: std::fmt::Debug>(r: Result<T, tokio_postgres::Error>) -> Strin
         Err(e) => e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
     }
 }
+
+/// Rows in a table, as the server counts them.
+pub async fn count(c: &Client, table: &str) -> i64 {
+    c.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.expect("count").get(0)
+}

@@ -6,7 +6,7 @@ use futures::{StreamExt, pin_mut};
 use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::types::Type;
 
-use crate::harness::{TestServer, sqlstate};
+use crate::harness::{TestServer, count, sqlstate};
 
 fn ts(s: &str) -> NaiveDateTime {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
@@ -136,7 +136,7 @@ async fn transactions_are_accepted_and_each_statement_commits() {
     tx.execute("INSERT INTO t VALUES (2)", &[]).await.unwrap();
     tx.rollback().await.unwrap();
     // Documented: ROLLBACK does not undo; every statement is its own Delta commit.
-    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    let n = count(&c, "t").await;
     assert_eq!(n, 2);
 }
 
@@ -187,10 +187,10 @@ async fn two_servers_on_one_warehouse_see_each_other_without_restart() {
     let b = TestServer::on(dir.path()).await;
     let (ca, cb) = (a.connect().await, b.connect().await);
     ca.batch_execute("CREATE TABLE shared (id BIGINT); INSERT INTO shared VALUES (1)").await.unwrap();
-    let n: i64 = cb.query_one("SELECT count(*) FROM shared", &[]).await.unwrap().get(0);
+    let n = count(&cb, "shared").await;
     assert_eq!(n, 1);
     cb.execute("INSERT INTO shared VALUES (2)", &[]).await.unwrap();
-    let n: i64 = ca.query_one("SELECT count(*) FROM shared", &[]).await.unwrap().get(0);
+    let n = count(&ca, "shared").await;
     assert_eq!(n, 2);
     let tables = cb.simple_query("SHOW TABLES").await.unwrap();
     assert!(tables.iter().any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(1) == Some("shared"))));
