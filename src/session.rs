@@ -286,7 +286,6 @@ impl Session {
                 ("delta.deletedFileRetentionDuration", Some(catalog::DEFAULT_RETENTION)),
             ])
             .await?;
-        self.warehouse.refresh().await?;
         let rows = written
             .snapshot()
             .ok()
@@ -328,7 +327,6 @@ impl Session {
             },
             CopyToSource::Table { table, columns } => {
                 let name = sql::table_name(&table, &self.default_schema())?;
-                self.warehouse.refresh().await?;
                 let provider = Arc::new(self.provider(&name).await?);
                 let mut df = self.ctx.read_table(provider)?;
                 if !columns.is_empty() {

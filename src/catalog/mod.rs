@@ -140,9 +140,7 @@ impl Warehouse {
         let mut names = Vec::new();
         for folder in listing.common_prefixes {
             let Some(name) = folder.filename() else { continue };
-            let log = folder.clone().join("_delta_log");
-            let has_log = self.store.list_with_delimiter(Some(&log)).await.map(|l| !l.objects.is_empty());
-            if matches!(has_log, Ok(true)) {
+            if matches!(self.has_log(&folder).await, Ok(true)) {
                 names.push(name.to_string());
             }
         }
@@ -151,7 +149,12 @@ impl Warehouse {
     }
 
     pub async fn exists(&self, name: &TableName) -> Result<bool> {
-        let log = self.table_prefix(name).clone().join("_delta_log");
+        self.has_log(&self.table_prefix(name)).await
+    }
+
+    /// A folder is a Delta table when its `_delta_log` holds at least one entry.
+    async fn has_log(&self, table_dir: &Path) -> Result<bool> {
+        let log = table_dir.clone().join("_delta_log");
         match self.store.list_with_delimiter(Some(&log)).await {
             Ok(l) => Ok(!l.objects.is_empty()),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
