@@ -21,6 +21,8 @@ pub struct Config {
     pub warehouse: String,
     pub listen: SocketAddr,
     pub max_connections: usize,
+    /// Time-travel retention set on every table the warehouse creates (see `catalog`).
+    pub retention_days: u64,
 }
 
 /// The TOML file's shape. Every key is optional; flags and environment variables win.
@@ -30,6 +32,7 @@ pub struct FileConfig {
     pub warehouse: Option<String>,
     pub listen: Option<String>,
     pub max_connections: Option<usize>,
+    pub retention_days: Option<u64>,
 }
 
 impl FileConfig {
@@ -46,6 +49,7 @@ pub struct Overrides {
     pub warehouse: Option<String>,
     pub listen: Option<String>,
     pub max_connections: Option<usize>,
+    pub retention_days: Option<u64>,
     pub config_file: Option<PathBuf>,
 }
 
@@ -69,6 +73,10 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_WAREHOUSE.to_string()),
             listen,
             max_connections: overrides.max_connections.or(file.max_connections).unwrap_or(256),
+            retention_days: overrides
+                .retention_days
+                .or(file.retention_days)
+                .unwrap_or(crate::catalog::DEFAULT_RETENTION_DAYS),
         })
     }
 }

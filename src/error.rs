@@ -52,6 +52,29 @@ pub enum Error {
     #[error("configuration: {0}")]
     Config(String),
 
+    /// A write while the session reads the past (`SET hindsight.as_of`), or into a pinned version.
+    #[error("{0}")]
+    ReadOnly(String),
+
+    /// A time-travel target that does not exist (a version past the latest, a time before the
+    /// first commit).
+    #[error("{0}")]
+    NoSuchVersion(String),
+
+    /// A version whose log or files are gone (vacuumed or cleaned up outside hindsight).
+    #[error("version {version} of {table} can no longer be read: {detail}")]
+    VersionUnavailable { table: String, version: u64, detail: String },
+
+    #[error("{0}")]
+    InvalidDatetime(String),
+
+    /// A named object that is not a table (a dataset, ...) already exists.
+    #[error("{0}")]
+    DuplicateObject(String),
+
+    #[error("{0}")]
+    UndefinedObject(String),
+
     #[error("query canceled")]
     Canceled,
 
@@ -94,6 +117,12 @@ impl Error {
             Error::Conflict { .. } => "40001",
             Error::ReadOnlySchema(_) => "42501",
             Error::Config(_) => "F0000",
+            Error::ReadOnly(_) => "25006",
+            Error::NoSuchVersion(_) => "22023",
+            Error::VersionUnavailable { .. } => "58P01",
+            Error::InvalidDatetime(_) => "22007",
+            Error::DuplicateObject(_) => "42710",
+            Error::UndefinedObject(_) => "42704",
             Error::Canceled => "57014",
             Error::DataFusion(e) => datafusion_sqlstate(e),
             Error::Delta(e) => delta_sqlstate(e),
@@ -194,7 +223,7 @@ fn delta_sqlstate(e: &DeltaTableError) -> &'static str {
     }
 }
 
-fn delta_message(d: &DeltaTableError) -> String {
+pub(crate) fn delta_message(d: &DeltaTableError) -> String {
     match d {
         DeltaTableError::GenericError { source } => match source.downcast_ref::<DataFusionError>() {
             Some(df) => clean_datafusion_message(df),

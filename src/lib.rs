@@ -6,15 +6,19 @@
 //! - `wire`: the PostgreSQL protocol (pgwire handlers, Postgres types, COPY framing). No planning.
 //! - `session`: one DataFusion context per connection; runs a statement, intercepting the DDL
 //!   and DML plans that must become Delta operations.
-//! - `sql`: parsing and routing of statements; session settings.
+//! - `sql`: parsing (PostgreSQL plus time travel and our statements), routing, AST rewrites
+//!   (AS OF, dataset pinning); session settings.
 //! - `copy`: COPY input formats and the one-commit upload.
-//! - `catalog`: the warehouse of Delta tables and its DataFusion catalog and table providers.
+//! - `datasets`: CREATE DATASET / REPRODUCE DATASET, pinned versions and the content hash.
+//! - `catalog`: the warehouse of Delta tables, their versions and history, the metadata tables,
+//!   and the DataFusion catalog and table providers over them.
 //! - `demo`: the deterministic credit-scoring demo warehouse.
 //! - `config`, `error`: settings from flags/env/TOML; one error type with SQLSTATEs.
 
 pub mod catalog;
 pub mod config;
 pub mod copy;
+pub mod datasets;
 pub mod demo;
 pub mod error;
 pub mod server;

@@ -29,6 +29,9 @@ enum Command {
         /// Most connections served at once.
         #[arg(long, env = "HINDSIGHT_MAX_CONNECTIONS")]
         max_connections: Option<usize>,
+        /// Days of history every new table keeps for time travel (default 2557, seven years).
+        #[arg(long, env = "HINDSIGHT_RETENTION_DAYS")]
+        retention_days: Option<u64>,
         /// A TOML file with the same settings (flags and environment win).
         #[arg(long, env = "HINDSIGHT_CONFIG")]
         config: Option<PathBuf>,
@@ -71,9 +74,10 @@ async fn main() {
 
 async fn run(cli: Cli) -> hindsight::Result<()> {
     match cli.command {
-        Command::Serve { warehouse, listen, max_connections, config, demo } => {
-            let config = Config::resolve(Overrides { warehouse, listen, max_connections, config_file: config })?;
-            let warehouse = Warehouse::open(&config.warehouse).await?;
+        Command::Serve { warehouse, listen, max_connections, retention_days, config, demo } => {
+            let config =
+                Config::resolve(Overrides { warehouse, listen, max_connections, retention_days, config_file: config })?;
+            let warehouse = Warehouse::open_with_retention(&config.warehouse, config.retention_days).await?;
             if demo {
                 hindsight::demo::write(&warehouse).await?;
             }
@@ -93,14 +97,14 @@ async fn run(cli: Cli) -> hindsight::Result<()> {
         }
         Command::Demo { warehouse, config } => {
             let config = Config::resolve(Overrides { warehouse, config_file: config, ..Default::default() })?;
-            let warehouse = Warehouse::open(&config.warehouse).await?;
+            let warehouse = Warehouse::open_with_retention(&config.warehouse, config.retention_days).await?;
             let written = hindsight::demo::write(&warehouse).await?;
             println!("demo warehouse at {}: {}", warehouse.root(), written.join(", "));
             Ok(())
         }
         Command::Sql { command, warehouse, config } => {
             let config = Config::resolve(Overrides { warehouse, config_file: config, ..Default::default() })?;
-            let warehouse = Warehouse::open(&config.warehouse).await?;
+            let warehouse = Warehouse::open_with_retention(&config.warehouse, config.retention_days).await?;
             let session = Session::new(warehouse)?;
             for out in session.run_sql(&command).await? {
                 match out {

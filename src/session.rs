@@ -8,8 +8,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::StringArray;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use chrono::{DateTime, TimeZone, Utc};
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, Int64Array, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
@@ -20,11 +21,16 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 
-use crate::catalog::{self, DEFAULT_SCHEMA, HindsightTable, METADATA_SCHEMA, TableName, Warehouse, WarehouseCatalog};
+use crate::catalog::versions::{Commit, TableAt, VacuumReport, show_time};
+use crate::catalog::{self, AsOf, DEFAULT_SCHEMA, HindsightTable, METADATA_SCHEMA, TableName, Warehouse, WarehouseCatalog};
 use crate::copy::{CopyDecoder, CopyOptions, CopyUpload, count_of};
 use crate::error::{Error, Result};
 use crate::sql::settings::{self, Settings};
+use crate::sql::time_travel::{self, VersionClause};
 use crate::sql::{self, Command, CopyToSource, TransactionKind};
+
+/// The setting that makes a session read the whole warehouse as of an instant.
+pub const AS_OF: &str = "hindsight.as_of";
 
 /// The catalog name clients see (`current_database()`).
 pub const CATALOG: &str = crate::config::DATABASE;
@@ -75,6 +81,7 @@ pub struct Session {
     warehouse: Arc<Warehouse>,
     ctx: SessionContext,
     settings: Arc<Settings>,
+    as_of: Arc<AsOf>,
 }
 
 impl Session {
@@ -88,7 +95,8 @@ impl Session {
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         config.options_mut().execution.time_zone = Some("+00:00".into());
         let ctx = SessionContext::new_with_config(config);
-        ctx.register_catalog(CATALOG, Arc::new(WarehouseCatalog::new(warehouse.clone())));
+        let as_of = Arc::new(AsOf::default());
+        ctx.register_catalog(CATALOG, Arc::new(WarehouseCatalog::new(warehouse.clone(), as_of.clone())));
         datafusion_pg_catalog::setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider)
             .map_err(|e| Error::DataFusion(*e))?;
         {
@@ -104,7 +112,7 @@ impl Session {
         let settings = Arc::new(Settings::default());
         ctx.register_udf(settings::current_setting_udf(settings.clone()));
         ctx.register_udf(settings::version_udf());
-        Ok(Self { warehouse, ctx, settings })
+        Ok(Self { warehouse, ctx, settings, as_of })
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -119,8 +127,25 @@ impl Session {
         &self.warehouse
     }
 
-    fn default_schema(&self) -> String {
+    pub fn default_schema(&self) -> String {
         self.ctx.state().config().options().catalog.default_schema.clone()
+    }
+
+    /// The connected user (the startup message's `user`), for what the session records.
+    pub fn user(&self) -> String {
+        self.settings.get("session_user").unwrap_or_else(|| crate::config::DATABASE.to_string())
+    }
+
+    /// Refuses a write while the session reads the past.
+    pub fn check_writable(&self, what: &str) -> Result<()> {
+        match self.as_of.get() {
+            None => Ok(()),
+            Some(t) => Err(Error::ReadOnly(format!(
+                "cannot execute {what} while {AS_OF} is set to {}: the session reads the warehouse as it was then; \
+                 RESET {AS_OF} to write",
+                show_time(t)
+            ))),
+        }
     }
 
     /// Runs every statement of a query string in order (the CLI's `sql -c`).
@@ -133,7 +158,7 @@ impl Session {
     }
 
     /// Runs one statement, with bound parameter values from the extended protocol.
-    pub async fn execute(&self, stmt: Statement, params: Option<Vec<ScalarValue>>) -> Result<Output> {
+    pub async fn execute(&self, stmt: sql::Statement, params: Option<Vec<ScalarValue>>) -> Result<Output> {
         match sql::classify(stmt)? {
             Command::Transaction(kind) => Ok(Output::Command(
                 match kind {
@@ -144,20 +169,24 @@ impl Session {
                 .into(),
             )),
             Command::Set { name, value } => {
-                self.set(&name, &value)?;
+                self.set(&name, &value).await?;
                 Ok(Output::Command("SET".into()))
             }
             Command::Reset(name) => {
                 match name {
                     Some(n) => {
                         self.settings.reset(&n);
-                        if n.eq_ignore_ascii_case("search_path") {
+                        if n == "search_path" {
                             self.set_default_schema(DEFAULT_SCHEMA);
+                        }
+                        if n == AS_OF {
+                            self.as_of.set(None);
                         }
                     }
                     None => {
                         self.settings.reset_all();
                         self.set_default_schema(DEFAULT_SCHEMA);
+                        self.as_of.set(None);
                     }
                 }
                 Ok(Output::Command("RESET".into()))
@@ -165,14 +194,32 @@ impl Session {
             Command::Show(name) => self.show(&name),
             Command::ShowTables => self.show_tables().await,
             Command::NoOp(tag) => Ok(Output::Command(tag.into())),
-            Command::CopyFrom { table, columns, options } => self.copy_from(&table, &columns, options).await,
+            Command::CopyFrom { table, columns, options } => {
+                self.check_writable("COPY FROM")?;
+                self.copy_from(&table, &columns, options).await
+            }
             Command::CopyTo { source, options } => self.copy_to(source, options).await,
+            Command::DescribeHistory { table, limit } => {
+                let name = sql::table_name(&table, &self.default_schema())?;
+                let commits = self.warehouse.history(&name, limit, self.as_of.get()).await?;
+                single_row(history_batch(&commits)?)
+            }
+            Command::Vacuum { table, retain_hours, dry_run } => {
+                self.check_writable("VACUUM")?;
+                let name = sql::table_name(&table, &self.default_schema())?;
+                writable_schema(&name)?;
+                let retain = retain_hours.map(|h| std::time::Duration::from_secs(h.saturating_mul(3600)));
+                let report = self.warehouse.vacuum(&name, retain, dry_run).await?;
+                single_row(vacuum_batch(&report)?)
+            }
+            Command::CreateDataset { name, query } => crate::datasets::create(self, &name, &query).await,
+            Command::ReproduceDataset(name) => crate::datasets::reproduce(self, &name).await,
             Command::Plan(stmt) => self.execute_plan(*stmt, params).await,
         }
     }
 
     /// Parameter types and result schema, without running anything.
-    pub async fn describe(&self, stmt: &Statement) -> Result<Description> {
+    pub async fn describe(&self, stmt: &sql::Statement) -> Result<Description> {
         match sql::classify(stmt.clone())? {
             Command::Plan(stmt) => {
                 let (plan, _) = self.plan(*stmt).await?;
@@ -187,6 +234,11 @@ impl Session {
             }
             Command::Show(name) => Ok(Description { params: vec![], result: Some(show_schema(&name)) }),
             Command::ShowTables => Ok(Description { params: vec![], result: Some(show_tables_schema()) }),
+            Command::DescribeHistory { .. } => Ok(Description { params: vec![], result: Some(history_schema()) }),
+            Command::Vacuum { .. } => Ok(Description { params: vec![], result: Some(vacuum_schema()) }),
+            Command::ReproduceDataset(_) => {
+                Ok(Description { params: vec![], result: Some(crate::datasets::reproduce_schema()) })
+            }
             _ => Ok(Description::default()),
         }
     }
@@ -195,6 +247,7 @@ impl Session {
     async fn plan(&self, stmt: Statement) -> Result<(LogicalPlan, Vec<String>)> {
         self.warehouse.refresh().await?;
         let (stmt, partition_by) = take_partitioning(stmt);
+        let stmt = self.resolve_versions(stmt).await?;
         let plan = self.ctx.state().statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
         if !partition_by.is_empty() && !matches!(plan, LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_))) {
             return Err(Error::FeatureNotSupported("PARTITIONED BY only applies to CREATE TABLE".into()));
@@ -202,10 +255,67 @@ impl Session {
         Ok((plan, partition_by))
     }
 
+    /// Plans a query (for datasets, which run it themselves).
+    pub async fn plan_query(&self, stmt: Statement) -> Result<LogicalPlan> {
+        Ok(self.plan(stmt).await?.0)
+    }
+
+    /// Turns `VERSION AS OF` / `TIMESTAMP AS OF` clauses into versioned table names; timestamp
+    /// expressions are folded to constants here, once, before planning.
+    async fn resolve_versions(&self, mut stmt: Statement) -> Result<Statement> {
+        let clauses = time_travel::version_clauses(&stmt)?;
+        if clauses.is_empty() {
+            return Ok(stmt);
+        }
+        let mut resolved = Vec::with_capacity(clauses.len());
+        for c in clauses {
+            resolved.push(match c {
+                VersionClause::Version(v) => TableAt::Version(v),
+                VersionClause::Timestamp(e) => TableAt::Timestamp(self.fold_timestamp(&e).await?),
+            });
+        }
+        time_travel::apply(&mut stmt, &resolved);
+        Ok(stmt)
+    }
+
+    /// Evaluates a constant expression as an instant (UTC unless it says otherwise).
+    async fn fold_timestamp(&self, e: &datafusion::sql::sqlparser::ast::Expr) -> Result<DateTime<Utc>> {
+        let bad = |m: String| {
+            let m = m.rsplit(": ").next().unwrap_or(&m).to_string();
+            Error::InvalidDatetime(format!("{e} is not a timestamp: {m}"))
+        };
+        let state = self.ctx.state();
+        let expr = state
+            .create_logical_expr_from_sql_expr(
+                datafusion::sql::sqlparser::ast::ExprWithAlias { expr: e.clone(), alias: None },
+                &datafusion::common::DFSchema::empty(),
+            )
+            .map_err(|d| bad(Error::from(d).message()))?;
+        let expr = cast(expr, DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())));
+        let batches = self
+            .ctx
+            .read_empty()?
+            .select(vec![expr.alias("t")])?
+            .collect()
+            .await
+            .map_err(|d| bad(Error::from(d).message()))?;
+        let micros = batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .and_then(|b| b.column(0).as_primitive_opt::<datafusion::arrow::datatypes::TimestampMicrosecondType>())
+            .filter(|a| !a.is_null(0))
+            .map(|a| a.value(0))
+            .ok_or_else(|| bad("it is NULL".into()))?;
+        Utc.timestamp_micros(micros).single().ok_or_else(|| bad("out of range".into()))
+    }
+
     async fn execute_plan(&self, stmt: Statement, params: Option<Vec<ScalarValue>>) -> Result<Output> {
         let (mut plan, partition_by) = self.plan(stmt).await?;
         if let Some(values) = params {
             plan = plan.with_param_values(values)?;
+        }
+        if let Some(what) = write_kind(&plan) {
+            self.check_writable(&what)?;
         }
         match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
@@ -258,19 +368,11 @@ impl Session {
     }
 
     /// CREATE TABLE ... AS SELECT: the table and its rows appear in one Delta commit.
-    async fn create_table_as(&self, name: &TableName, input: LogicalPlan, partition_by: &[String]) -> Result<u64> {
+    pub(crate) async fn create_table_as(&self, name: &TableName, input: LogicalPlan, partition_by: &[String]) -> Result<u64> {
         if self.warehouse.exists(name).await? {
             return Err(Error::DuplicateTable(name.to_string()));
         }
-        let target = catalog::delta_compatible_schema(input.schema().as_arrow());
-        let exprs = input
-            .schema()
-            .fields()
-            .iter()
-            .zip(target.fields())
-            .map(|(f, t)| cast(col(datafusion::common::Column::new_unqualified(f.name())), t.data_type().clone()).alias(f.name()))
-            .collect::<Vec<_>>();
-        let input = LogicalPlanBuilder::from(input).project(exprs)?.build()?;
+        let input = delta_projection(input)?;
         let state = Arc::new(self.ctx.state());
         let url = self.warehouse.new_table_url(name)?;
         let table = deltalake::DeltaTable::try_from_url(url).await?;
@@ -281,10 +383,7 @@ impl Session {
             .with_table_name(name.table.clone())
             .with_partition_columns(partition_by.iter().cloned())
             .with_save_mode(deltalake::protocol::SaveMode::ErrorIfExists)
-            .with_configuration([
-                ("delta.logRetentionDuration", Some(catalog::DEFAULT_RETENTION)),
-                ("delta.deletedFileRetentionDuration", Some(catalog::DEFAULT_RETENTION)),
-            ])
+            .with_configuration(self.warehouse.retention_properties())
             .await?;
         let rows = written
             .snapshot()
@@ -339,7 +438,10 @@ impl Session {
         Ok(Output::CopyOut { stream, options })
     }
 
-    fn set(&self, name: &str, value: &str) -> Result<()> {
+    async fn set(&self, name: &str, value: &str) -> Result<()> {
+        if name == AS_OF {
+            return self.set_as_of(value).await;
+        }
         if let Some(df_key) = name.strip_prefix("datafusion.") {
             self.ctx.state_ref().write().config_mut().options_mut().set(&format!("datafusion.{df_key}"), value)?;
             return Ok(());
@@ -359,6 +461,26 @@ impl Session {
             _ => {}
         }
         self.settings.set(name, value);
+        Ok(())
+    }
+
+    /// `SET hindsight.as_of = '<timestamp>'`; an empty value or DEFAULT goes back to the present.
+    async fn set_as_of(&self, value: &str) -> Result<()> {
+        let v = value.trim();
+        if v.is_empty() || v.eq_ignore_ascii_case("default") {
+            self.settings.reset(AS_OF);
+            self.as_of.set(None);
+            return Ok(());
+        }
+        let literal = datafusion::sql::sqlparser::ast::Expr::value(
+            datafusion::sql::sqlparser::ast::Value::SingleQuotedString(v.to_string()),
+        );
+        let t = self
+            .fold_timestamp(&literal)
+            .await
+            .map_err(|e| Error::InvalidDatetime(format!("invalid value for {AS_OF}: {}", e.message())))?;
+        self.settings.set(AS_OF, show_time(t));
+        self.as_of.set(Some(t));
         Ok(())
     }
 
@@ -409,6 +531,100 @@ impl Session {
         )?;
         Ok(Output::Rows(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?)))
     }
+}
+
+/// Projects a plan's columns to the types Delta stores, keeping their names.
+pub(crate) fn delta_projection(input: LogicalPlan) -> Result<LogicalPlan> {
+    let target = catalog::delta_compatible_schema(input.schema().as_arrow());
+    let exprs = input
+        .schema()
+        .fields()
+        .iter()
+        .zip(target.fields())
+        .map(|(f, t)| cast(col(datafusion::common::Column::new_unqualified(f.name())), t.data_type().clone()).alias(f.name()))
+        .collect::<Vec<_>>();
+    Ok(LogicalPlanBuilder::from(input).project(exprs)?.build()?)
+}
+
+/// A result of one batch, as a row stream.
+pub(crate) fn single_row(batch: RecordBatch) -> Result<Output> {
+    let schema = batch.schema();
+    Ok(Output::Rows(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?)))
+}
+
+/// What a plan writes, if it writes (for the read-only check under `hindsight.as_of`).
+fn write_kind(plan: &LogicalPlan) -> Option<String> {
+    match plan {
+        LogicalPlan::Dml(d) => Some(match d.op {
+            WriteOp::Insert(_) => "INSERT".into(),
+            WriteOp::Update => "UPDATE".into(),
+            WriteOp::Delete => "DELETE".into(),
+            WriteOp::MergeInto(_) => "MERGE".into(),
+            ref other => other.to_string(),
+        }),
+        LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_)) => Some("CREATE TABLE".into()),
+        LogicalPlan::Ddl(DdlStatement::DropTable(_)) => Some("DROP TABLE".into()),
+        LogicalPlan::Ddl(d) => Some(d.name().to_string()),
+        LogicalPlan::Copy(_) => Some("COPY".into()),
+        LogicalPlan::Analyze(a) => write_kind(&a.input),
+        _ => None,
+    }
+}
+
+fn history_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("version", DataType::Int64, false),
+        Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())), true),
+        Field::new("operation", DataType::Utf8, true),
+        Field::new("operation_parameters", DataType::Utf8, true),
+        Field::new("rows_added", DataType::Int64, true),
+        Field::new("rows_updated", DataType::Int64, true),
+        Field::new("rows_removed", DataType::Int64, true),
+        Field::new("operation_metrics", DataType::Utf8, true),
+    ]))
+}
+
+fn history_batch(commits: &[Commit]) -> Result<RecordBatch> {
+    let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+    let metric = |names: &[&str]| commits.iter().map(|c| c.metric(names)).collect::<Int64Array>();
+    Ok(RecordBatch::try_new(
+        history_schema(),
+        vec![
+            Arc::new(commits.iter().map(|c| Some(c.version as i64)).collect::<Int64Array>()),
+            Arc::new(
+                commits
+                    .iter()
+                    .map(|c| c.timestamp.map(|t| t.timestamp_micros()))
+                    .collect::<TimestampMicrosecondArray>()
+                    .with_timezone("+00:00"),
+            ),
+            Arc::new(commits.iter().map(|c| c.operation.clone()).collect::<StringArray>()),
+            Arc::new(commits.iter().map(|c| json(&c.parameters)).collect::<StringArray>()),
+            Arc::new(commits.iter().map(Commit::rows_added).collect::<Int64Array>()),
+            Arc::new(metric(&["num_updated_rows", "num_target_rows_updated"])),
+            Arc::new(metric(&["num_deleted_rows", "num_target_rows_deleted"])),
+            Arc::new(commits.iter().map(|c| json(&c.metrics)).collect::<StringArray>()),
+        ],
+    )?)
+}
+
+fn vacuum_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("files_deleted", DataType::Int64, false),
+        Field::new("retain_hours", DataType::Int64, false),
+        Field::new("dry_run", DataType::Boolean, false),
+    ]))
+}
+
+fn vacuum_batch(r: &VacuumReport) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new(
+        vacuum_schema(),
+        vec![
+            Arc::new(Int64Array::from(vec![r.files as i64])),
+            Arc::new(Int64Array::from(vec![(r.retain.as_secs() / 3600) as i64])),
+            Arc::new(BooleanArray::from(vec![r.dry_run])),
+        ],
+    )?)
 }
 
 fn show_schema(name: &str) -> SchemaRef {

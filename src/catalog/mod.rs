@@ -9,9 +9,11 @@
 //! same warehouse are visible at once, and one statement sees one version per table.
 
 mod information_schema;
+pub mod metadata;
 mod schema;
 mod sink;
 mod table;
+pub mod versions;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,7 +29,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
-pub use schema::{WarehouseCatalog, WarehouseSchema};
+pub use schema::{AsOf, WarehouseCatalog, WarehouseSchema};
 pub use sink::OneShotStream;
 pub use table::HindsightTable;
 
@@ -37,7 +39,7 @@ pub const DEFAULT_SCHEMA: &str = "public";
 pub const METADATA_SCHEMA: &str = "hindsight";
 
 /// Default time-travel retention: seven years, so that an auditor can ask about old decisions.
-pub const DEFAULT_RETENTION: &str = "interval 2557 days";
+pub const DEFAULT_RETENTION_DAYS: u64 = 2557;
 
 /// A warehouse of Delta tables under one root URL.
 #[derive(Debug)]
@@ -46,6 +48,8 @@ pub struct Warehouse {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     storage_options: HashMap<String, String>,
+    /// `delta.logRetentionDuration` and `delta.deletedFileRetentionDuration` of every new table.
+    retention: String,
     /// Table names per schema, refreshed from storage before each statement (see `refresh`).
     names: schema::NameCache,
 }
@@ -72,6 +76,11 @@ impl TableName {
 impl Warehouse {
     /// Opens (and for a local path, creates) the warehouse at `location`: a path or a URL.
     pub async fn open(location: &str) -> Result<Arc<Self>> {
+        Self::open_with_retention(location, DEFAULT_RETENTION_DAYS).await
+    }
+
+    /// Opens the warehouse; tables it creates keep `retention_days` of history for time travel.
+    pub async fn open_with_retention(location: &str, retention_days: u64) -> Result<Arc<Self>> {
         register_object_stores();
         let root = root_url(location)?;
         let storage_options = HashMap::new();
@@ -84,14 +93,24 @@ impl Warehouse {
             store,
             prefix: Path::default(),
             storage_options,
+            retention: format!("interval {retention_days} days"),
             names: Default::default(),
         });
+        warehouse.ensure_metadata_tables().await?;
         warehouse.refresh().await?;
         Ok(warehouse)
     }
 
     pub fn root(&self) -> &Url {
         &self.root
+    }
+
+    /// The retention properties every table the warehouse creates gets.
+    pub fn retention_properties(&self) -> [(&'static str, Option<&str>); 2] {
+        [
+            ("delta.logRetentionDuration", Some(self.retention.as_str())),
+            ("delta.deletedFileRetentionDuration", Some(self.retention.as_str())),
+        ]
     }
 
     pub fn table_url(&self, name: &TableName) -> Result<Url> {
@@ -217,14 +236,7 @@ impl Warehouse {
             .with_table_name(name.table.clone())
             .with_columns(kernel.fields().cloned())
             .with_partition_columns(partition_columns.iter().cloned())
-            .with_configuration_property(
-                deltalake::TableProperty::LogRetentionDuration,
-                Some(DEFAULT_RETENTION),
-            )
-            .with_configuration_property(
-                deltalake::TableProperty::DeletedFileRetentionDuration,
-                Some(DEFAULT_RETENTION),
-            )
+            .with_configuration(self.retention_properties())
             .await
             .map_err(|e| match e {
                 // Two servers racing to create the same table: the loser sees the first commit.

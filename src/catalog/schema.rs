@@ -1,18 +1,38 @@
 //! DataFusion catalog and schema providers over the warehouse.
 //!
-//! `table()` opens the latest committed version on every call. DataFusion resolves each table
-//! reference of a statement once, before planning, so a statement reads one version per table.
+//! `table()` opens the latest committed version on every call, unless the name asks for another
+//! (`t@v12`, `t@20250601000000000`) or the session reads the past (`SET hindsight.as_of`).
+//! DataFusion resolves each table reference of a statement once, before planning, so a statement
+//! reads one version per table reference.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 
 use super::information_schema::{self, InformationSchema};
+use super::versions::TableAt;
 use super::{HindsightTable, SCHEMAS, TableName, Warehouse};
-use crate::error::to_datafusion;
+use crate::error::{Error, to_datafusion};
+
+/// The instant a session reads the whole warehouse at (`SET hindsight.as_of`); `None` reads the
+/// latest versions. Shared between a session and its catalog.
+#[derive(Debug, Default)]
+pub struct AsOf(RwLock<Option<DateTime<Utc>>>);
+
+impl AsOf {
+    pub fn get(&self) -> Option<DateTime<Utc>> {
+        *self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set(&self, t: Option<DateTime<Utc>>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = t;
+    }
+}
 
 /// Table names per schema, for DataFusion's synchronous `table_names()`.
 #[derive(Debug, Default)]
@@ -50,13 +70,14 @@ impl NameCache {
 #[derive(Debug)]
 pub struct WarehouseCatalog {
     warehouse: Arc<Warehouse>,
+    as_of: Arc<AsOf>,
     /// Schemas registered by others (pg_catalog) live beside ours.
     extra: RwLock<HashMap<String, Arc<dyn SchemaProvider>>>,
 }
 
 impl WarehouseCatalog {
-    pub fn new(warehouse: Arc<Warehouse>) -> Self {
-        Self { warehouse, extra: RwLock::new(HashMap::new()) }
+    pub fn new(warehouse: Arc<Warehouse>, as_of: Arc<AsOf>) -> Self {
+        Self { warehouse, as_of, extra: RwLock::new(HashMap::new()) }
     }
 }
 
@@ -73,6 +94,7 @@ impl CatalogProvider for WarehouseCatalog {
             return Some(Arc::new(WarehouseSchema {
                 warehouse: self.warehouse.clone(),
                 schema: name.to_string(),
+                as_of: self.as_of.clone(),
             }));
         }
         if name == information_schema::NAME {
@@ -98,6 +120,7 @@ impl CatalogProvider for WarehouseCatalog {
 pub struct WarehouseSchema {
     warehouse: Arc<Warehouse>,
     schema: String,
+    as_of: Arc<AsOf>,
 }
 
 #[async_trait]
@@ -107,15 +130,24 @@ impl SchemaProvider for WarehouseSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        let name = TableName::new(&self.schema, name);
-        let Some(table) = self.warehouse.load(&name).await.map_err(to_datafusion)? else {
-            return Ok(None);
+        let (base, explicit) = TableAt::split(name);
+        let at = match (explicit, self.as_of.get()) {
+            (TableAt::Latest, Some(t)) => TableAt::Timestamp(t),
+            (at, _) => at,
         };
-        let provider = HindsightTable::try_new(name, table).await.map_err(to_datafusion)?;
+        let name = TableName::new(&self.schema, base);
+        let table = match self.warehouse.load_at(&name, at).await {
+            // Under the session's as_of, a table that did not exist yet is simply not there.
+            Err(Error::NoSuchVersion(_)) if explicit == TableAt::Latest => return Ok(None),
+            other => other.map_err(to_datafusion)?,
+        };
+        let Some(table) = table else { return Ok(None) };
+        let provider = HindsightTable::try_new(name, table).await.map_err(to_datafusion)?.at(at);
         Ok(Some(Arc::new(provider)))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.warehouse.cached_table_names(&self.schema).iter().any(|n| n == name)
+        let (base, _) = TableAt::split(name);
+        self.warehouse.cached_table_names(&self.schema).iter().any(|n| n == base)
     }
 }

@@ -22,6 +22,7 @@ use datafusion::physical_plan::empty::EmptyExec;
 use deltalake::DeltaTable;
 
 use super::sink::{DmlOp, DmlSink};
+use super::versions::TableAt;
 use super::{METADATA_SCHEMA, TableName};
 use crate::error::{Error, Result, to_datafusion};
 
@@ -31,12 +32,20 @@ pub struct HindsightTable {
     name: TableName,
     table: DeltaTable,
     scan: Arc<dyn TableProvider>,
+    /// How the version was chosen; anything but `Latest` is read-only.
+    at: TableAt,
 }
 
 impl HindsightTable {
     pub async fn try_new(name: TableName, table: DeltaTable) -> Result<Self> {
         let scan = table.table_provider().await?;
-        Ok(Self { name, table, scan })
+        Ok(Self { name, table, scan, at: TableAt::Latest })
+    }
+
+    /// Marks the provider as reading a chosen past version, which must not be written.
+    pub fn at(mut self, at: TableAt) -> Self {
+        self.at = at;
+        self
     }
 
     pub fn name(&self) -> &TableName {
@@ -55,6 +64,13 @@ impl HindsightTable {
     fn check_writable(&self) -> DfResult<()> {
         if self.name.schema == METADATA_SCHEMA {
             return Err(to_datafusion(Error::ReadOnlySchema(METADATA_SCHEMA.into())));
+        }
+        if self.at != TableAt::Latest {
+            return Err(to_datafusion(Error::ReadOnly(format!(
+                "cannot write to {} as of version {}: only the latest version of a table can be written",
+                self.name,
+                self.version().map(|v| v.to_string()).unwrap_or_default()
+            ))));
         }
         Ok(())
     }

@@ -6,25 +6,19 @@
 //! logical plan, by `session`.
 //! Must not: execute anything or touch storage.
 
+pub mod parser;
 pub mod settings;
-
-use std::sync::LazyLock;
+pub mod time_travel;
 
 use datafusion::sql::sqlparser::ast::{
-    CopySource, CopyTarget, Expr, Ident, ObjectName, ObjectNamePart, Reset, Set, Statement, Value,
+    self, CopySource, CopyTarget, Expr, Ident, ObjectName, ObjectNamePart, Reset, Set, Value,
 };
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::catalog::TableName;
 use crate::copy::CopyOptions;
 use crate::error::{Error, Result};
 
-static PARSER: LazyLock<PostgresCompatibilityParser> = LazyLock::new(PostgresCompatibilityParser::new);
-
-/// Parses a query string into statements (a simple query may hold several).
-pub fn parse(sql: &str) -> Result<Vec<Statement>> {
-    Ok(PARSER.parse(sql)?)
-}
+pub use parser::{Statement, parse, parse_query};
 
 /// Parses text that must be exactly one statement (the extended protocol's Parse message).
 pub fn parse_one(sql: &str) -> Result<Option<Statement>> {
@@ -49,8 +43,12 @@ pub enum Command {
     CopyTo { source: CopyToSource, options: CopyOptions },
     /// Statements clients send that have nothing to do here (DISCARD ALL, ...).
     NoOp(&'static str),
+    DescribeHistory { table: ObjectName, limit: Option<u64> },
+    Vacuum { table: ObjectName, retain_hours: Option<u64>, dry_run: bool },
+    CreateDataset { name: ObjectName, query: String },
+    ReproduceDataset(ObjectName),
     /// Everything DataFusion plans: queries, DML, DDL, EXPLAIN.
-    Plan(Box<Statement>),
+    Plan(Box<ast::Statement>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +65,18 @@ pub enum CopyToSource {
 }
 
 pub fn classify(stmt: Statement) -> Result<Command> {
+    let stmt = match stmt {
+        Statement::Sql(s) => *s,
+        Statement::CreateDataset { name, query } => return Ok(Command::CreateDataset { name, query }),
+        Statement::ReproduceDataset { name } => return Ok(Command::ReproduceDataset(name)),
+        Statement::DescribeHistory { table, limit } => return Ok(Command::DescribeHistory { table, limit }),
+        Statement::Vacuum { table, retain_hours, dry_run } => return Ok(Command::Vacuum { table, retain_hours, dry_run }),
+    };
+    classify_sql(stmt)
+}
+
+fn classify_sql(stmt: ast::Statement) -> Result<Command> {
+    use ast::Statement;
     Ok(match stmt {
         Statement::StartTransaction { .. } => Command::Transaction(TransactionKind::Begin),
         Statement::Commit { .. } => Command::Transaction(TransactionKind::Commit),
@@ -74,10 +84,14 @@ pub fn classify(stmt: Statement) -> Result<Command> {
         Statement::Set(set) => classify_set(set)?,
         Statement::Reset(r) => match r.reset {
             Reset::ALL => Command::Reset(None),
-            Reset::ConfigurationParameter(name) => Command::Reset(Some(object_name_text(&name))),
+            Reset::ConfigurationParameter(name) => Command::Reset(Some(normalize_setting(&object_name_text(&name)))),
         },
         Statement::ShowVariable { variable } => {
-            let name = variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(" ");
+            let words: Vec<String> = variable.iter().map(|i| i.value.clone()).collect();
+            // `SHOW TIME ZONE` is words; `SHOW hindsight.as_of` arrives as two identifiers too.
+            let spaced = words.join(" ").to_ascii_lowercase();
+            let multi_word = ["time zone", "transaction isolation level", "session authorization"];
+            let name = if multi_word.contains(&spaced.as_str()) { words.join(" ") } else { words.join(".") };
             if name.eq_ignore_ascii_case("tables") {
                 Command::ShowTables
             } else {
@@ -106,6 +120,13 @@ pub fn classify(stmt: Statement) -> Result<Command> {
                 _ => return Err(Error::FeatureNotSupported("this form of COPY is not supported".into())),
             }
         }
+        // Plain `VACUUM t` parses as PostgreSQL; it means ours.
+        Statement::Vacuum(v) => match v.table_name {
+            Some(table) if !v.full && !v.sort_only && !v.delete_only && !v.reindex && !v.recluster && v.threshold.is_none() => {
+                Command::Vacuum { table, retain_hours: None, dry_run: false }
+            }
+            _ => return Err(Error::FeatureNotSupported("VACUUM takes a table: VACUUM t [RETAIN n HOURS] [DRY RUN]".into())),
+        },
         Statement::Discard { .. } => Command::NoOp("DISCARD ALL"),
         Statement::Deallocate { .. } => Command::NoOp("DEALLOCATE"),
         other => Command::Plan(Box::new(other)),

@@ -53,6 +53,8 @@ fn defaults() -> BTreeMap<String, String> {
         ("is_superuser", "on"),
         ("bytea_output", "hex"),
         ("max_connections", "256"),
+        // Empty: the session reads the latest versions (see `session::AS_OF`).
+        ("hindsight.as_of", ""),
     ];
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::sql::sqlparser::ast::Statement;
 use futures::{Sink, SinkExt, StreamExt, stream};
 use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata};
 use pgwire::api::copy::CopyHandler;
@@ -31,6 +30,7 @@ use super::params;
 use crate::copy::{CopyFormat, CopyOptions, CopyUpload};
 use crate::error::Error;
 use crate::session::{Description, Output, Session};
+use crate::sql::Statement;
 use crate::sql::settings::PG_VERSION;
 
 /// Per-connection state: the session, and the COPY upload in flight, if any.
@@ -415,6 +415,9 @@ impl StartupHandler for Connection {
             params.time_zone = "UTC".to_string();
             if let Some(app) = client.metadata().get("application_name") {
                 self.session.settings().set("application_name", app.clone());
+            }
+            if let Some(user) = client.metadata().get("user") {
+                self.session.settings().set("session_user", user.clone());
             }
             finish_authentication(client, &params).await?;
         }

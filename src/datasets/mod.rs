@@ -1,0 +1,212 @@
+//! Reproducible datasets: `CREATE DATASET` pins every table its query reads to the version
+//! current at the start, runs it, writes the rows to `datasets.<name>` and records the query,
+//! the pins and a content hash in `hindsight.datasets`; `REPRODUCE DATASET` re-runs the stored
+//! query at the pinned versions (never reading the materialised copy) and compares hashes.
+//!
+//! Owns: the dataset lifecycle and its hash (`hash.rs`). Must not: speak the wire protocol; it
+//! plans through the session like any statement, so time travel and permissions stay in one place.
+
+pub mod hash;
+
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::TableReference;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::prelude::{col, lit};
+use datafusion::sql::sqlparser::ast::{ObjectName, Statement};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::catalog::versions::PinnedVersions;
+use crate::catalog::{OneShotStream, TableName, metadata};
+use crate::error::{Error, Result};
+use crate::session::{CATALOG, Output, Session, single_row};
+use crate::sql::{parse_query, time_travel};
+use hash::ContentHasher;
+
+pub const SCHEMA: &str = "datasets";
+
+/// A dataset as `hindsight.datasets` records it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub name: String,
+    pub query: String,
+    pub default_schema: String,
+    pub pinned: PinnedVersions,
+    pub rows: u64,
+    pub hash: String,
+}
+
+/// `name` or `datasets.name`.
+fn dataset_name(name: &ObjectName) -> Result<TableName> {
+    let t = crate::sql::table_name(name, SCHEMA)?;
+    if t.schema != SCHEMA {
+        return Err(Error::InvalidParameter(format!(
+            "datasets live in the schema \"{SCHEMA}\"; name it {} or {SCHEMA}.{}",
+            t.table, t.table
+        )));
+    }
+    Ok(t)
+}
+
+/// Runs a dataset's query at its pinned versions: the rows, in Delta's column types.
+async fn run_pinned(session: &Session, query: &str, default_schema: &str, pinned: &PinnedVersions) -> Result<SendableRecordBatchStream> {
+    let mut q = parse_query(query)?;
+    time_travel::pin(&mut q, pinned, default_schema)?;
+    for (table, version) in pinned {
+        let (schema, name) = table.split_once('.').unwrap_or((default_schema, table));
+        session.warehouse().check_readable(&TableName::new(schema, name), *version).await?;
+    }
+    let plan = session.plan_query(Statement::Query(q)).await?;
+    let plan = crate::session::delta_projection(plan)?;
+    Ok(session.context().execute_logical_plan(plan).await?.execute_stream().await?)
+}
+
+/// Passes batches through, hashing each on the way.
+fn hashing(stream: SendableRecordBatchStream, hasher: Arc<Mutex<ContentHasher>>) -> SendableRecordBatchStream {
+    let schema = stream.schema();
+    let hashed = stream.and_then(move |batch| {
+        let result = hasher.lock().unwrap_or_else(|p| p.into_inner()).update(&batch).map(|_| batch);
+        futures::future::ready(result.map_err(crate::error::to_datafusion))
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, hashed))
+}
+
+pub async fn create(session: &Session, name: &ObjectName, query: &str) -> Result<Output> {
+    session.check_writable("CREATE DATASET")?;
+    let table = dataset_name(name)?;
+    if lookup(session, &table.table).await?.is_some() || session.warehouse().exists(&table).await? {
+        return Err(Error::DuplicateObject(format!(
+            "dataset \"{}\" already exists; datasets are immutable, so choose a new name",
+            table.table
+        )));
+    }
+    let default_schema = session.default_schema();
+    // Resolved once, before anything runs: writers committing meanwhile cannot skew the rows.
+    let mut pinned = PinnedVersions::new();
+    for t in time_travel::unversioned_tables(&*parse_query(query)?, &default_schema)? {
+        let v = session.warehouse().latest_version(&t).await?;
+        pinned.insert(t.to_string(), v);
+    }
+    let stream = run_pinned(session, query, &default_schema, &pinned).await?;
+    let schema = stream.schema();
+    let hasher = Arc::new(Mutex::new(ContentHasher::default()));
+    let source = session.context().read_table(Arc::new(OneShotStream::table(hashing(stream, hasher.clone()))?))?;
+    let written = session.create_table_as(&table, source.into_unoptimized_plan(), &[]).await?;
+    let hasher = hasher.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if written != hasher.rows() {
+        return Err(Error::Config(format!("dataset {table}: wrote {written} rows but hashed {}", hasher.rows())));
+    }
+    let record = Record {
+        name: table.table.clone(),
+        query: query.to_string(),
+        default_schema,
+        pinned,
+        rows: hasher.rows(),
+        hash: hasher.finish(&schema),
+    };
+    append(session, &record, &schema).await?;
+    Ok(Output::Affected { verb: "SELECT", rows: record.rows })
+}
+
+pub async fn reproduce(session: &Session, name: &ObjectName) -> Result<Output> {
+    let table = dataset_name(name)?;
+    let record = lookup(session, &table.table)
+        .await?
+        .ok_or_else(|| Error::UndefinedObject(format!("dataset \"{}\" does not exist", table.table)))?;
+    let stream = run_pinned(session, &record.query, &record.default_schema, &record.pinned).await?;
+    let schema = stream.schema();
+    let mut hasher = ContentHasher::default();
+    let mut stream = stream;
+    while let Some(batch) = stream.next().await {
+        hasher.update(&batch?)?;
+    }
+    let hash_now = hasher.finish(&schema);
+    let out = reproduce_schema();
+    let batch = RecordBatch::try_new(
+        out.clone(),
+        vec![
+            Arc::new(StringArray::from(vec![record.name.clone()])),
+            Arc::new(Int64Array::from(vec![record.rows as i64])),
+            Arc::new(Int64Array::from(vec![hasher.rows() as i64])),
+            Arc::new(StringArray::from(vec![record.hash.clone()])),
+            Arc::new(StringArray::from(vec![hash_now.clone()])),
+            Arc::new(BooleanArray::from(vec![record.hash == hash_now && record.rows == hasher.rows()])),
+        ],
+    )?;
+    single_row(batch)
+}
+
+pub fn reproduce_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("rows_then", DataType::Int64, false),
+        Field::new("rows_now", DataType::Int64, false),
+        Field::new("hash_then", DataType::Utf8, false),
+        Field::new("hash_now", DataType::Utf8, false),
+        Field::new("identical", DataType::Boolean, false),
+    ]))
+}
+
+/// The dataset's row in `hindsight.datasets`, read through the session (so `hindsight.as_of`
+/// applies: a dataset created after that instant does not exist yet).
+async fn lookup(session: &Session, name: &str) -> Result<Option<Record>> {
+    let (meta, _) = metadata::datasets();
+    let reference = TableReference::full(CATALOG, meta.schema.as_str(), meta.table.as_str());
+    let Ok(df) = session.context().table(reference).await else { return Ok(None) };
+    let batches: Vec<RecordBatch> = df.filter(col("name").eq(lit(name)))?.collect().await?;
+    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else { return Ok(None) };
+    let column = |c: &str, t: &DataType| -> Result<Arc<dyn Array>> {
+        let a = b.column_by_name(c).ok_or_else(|| Error::Config(format!("hindsight.datasets has no column {c}")))?;
+        Ok(datafusion::arrow::compute::cast(a, t)?)
+    };
+    let text = |c: &str| -> Result<String> {
+        let a = column(c, &DataType::Utf8)?;
+        Ok(a.as_string_opt::<i32>().map(|s| s.value(0).to_string()).unwrap_or_default())
+    };
+    let rows = column("row_count", &DataType::Int64)?
+        .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
+        .map(|a| a.value(0))
+        .unwrap_or(0);
+    let pinned: PinnedVersions = serde_json::from_str(&text("pinned_versions")?)
+        .map_err(|e| Error::Config(format!("hindsight.datasets: pinned_versions of {name}: {e}")))?;
+    Ok(Some(Record {
+        name: text("name")?,
+        query: text("query")?,
+        default_schema: text("default_schema")?,
+        pinned,
+        rows: rows as u64,
+        hash: text("content_hash")?,
+    }))
+}
+
+async fn append(session: &Session, r: &Record, output: &Schema) -> Result<()> {
+    let (meta, schema) = metadata::datasets();
+    let columns: Vec<serde_json::Value> = output
+        .fields()
+        .iter()
+        .map(|f| serde_json::json!({"name": f.name(), "type": crate::wire::pg_type_name(f.data_type()), "nullable": f.is_nullable()}))
+        .collect();
+    let now = Utc::now().timestamp_micros();
+    let s = |v: &str| Arc::new(StringArray::from(vec![v.to_string()])) as Arc<dyn Array>;
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            s(&r.name),
+            Arc::new(TimestampMicrosecondArray::from(vec![now]).with_timezone("UTC")),
+            s(&session.user()),
+            s(&r.query),
+            s(&r.default_schema),
+            s(&serde_json::to_string(&r.pinned).unwrap_or_default()),
+            s(&serde_json::Value::Array(columns).to_string()),
+            Arc::new(Int64Array::from(vec![r.rows as i64])),
+            s(&r.hash),
+        ],
+    )?;
+    let table = session.warehouse().load_existing(&meta).await?;
+    table.write(vec![batch]).with_save_mode(deltalake::protocol::SaveMode::Append).await?;
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! Text to statements: PostgreSQL syntax, plus Delta's time-travel clauses and hindsight's own
+//! statements.
+//!
+//! A query string is first parsed as datafusion-pg-catalog parses it (PostgreSQL dialect, with
+//! the substitutions that let psql's and BI tools' catalog queries plan). Only when that fails is
+//! it parsed with `HindsightDialect`, which is PostgreSQL plus `VERSION AS OF` / `TIMESTAMP AS
+//! OF`, and with our statements (`CREATE DATASET`, `REPRODUCE DATASET`, `DESCRIBE HISTORY`,
+//! `VACUUM`) recognised at the start of each statement, the way DataFusion's `DFParser` adds its
+//! own. So plain PostgreSQL keeps exactly the parse it had.
+
+use std::any::TypeId;
+use std::sync::LazyLock;
+
+use datafusion::sql::sqlparser::ast::{self, ObjectName, Query};
+use datafusion::sql::sqlparser::dialect::{Dialect, PostgreSqlDialect, Precedence};
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Location, Token};
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+use crate::error::{Error, Result};
+
+static PG: LazyLock<PostgresCompatibilityParser> = LazyLock::new(PostgresCompatibilityParser::new);
+
+/// A statement: standard SQL for DataFusion, or one of hindsight's own.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    Sql(Box<ast::Statement>),
+    /// `CREATE DATASET name AS query`: the query as the user wrote it (what is stored, and
+    /// parsed again, the same way, by REPRODUCE).
+    CreateDataset { name: ObjectName, query: String },
+    /// `REPRODUCE DATASET name`
+    ReproduceDataset { name: ObjectName },
+    /// `DESCRIBE HISTORY t [LIMIT n]`
+    DescribeHistory { table: ObjectName, limit: Option<u64> },
+    /// `VACUUM t [RETAIN n HOURS] [DRY RUN]`
+    Vacuum { table: ObjectName, retain_hours: Option<u64>, dry_run: bool },
+}
+
+impl From<ast::Statement> for Statement {
+    fn from(s: ast::Statement) -> Self {
+        Statement::Sql(Box::new(s))
+    }
+}
+
+/// Parses a query string into statements (a simple query may hold several).
+pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    if let Ok(stmts) = PG.parse(sql) {
+        return Ok(stmts.into_iter().map(Statement::from).collect());
+    }
+    let dialect = HindsightDialect;
+    let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
+    let mut out = Vec::new();
+    loop {
+        while parser.consume_token(&Token::SemiColon) {}
+        if parser.peek_token_ref().token == Token::EOF {
+            break;
+        }
+        out.push(parse_statement(&mut parser, sql)?);
+        let next = parser.peek_token();
+        if next.token != Token::SemiColon && next.token != Token::EOF {
+            return Err(parser.expected::<()>("end of statement", next).unwrap_err().into());
+        }
+    }
+    Ok(out)
+}
+
+/// Parses a query as `CREATE DATASET` stored it, for REPRODUCE.
+pub fn parse_query(text: &str) -> Result<Box<Query>> {
+    match parse(text)?.as_slice() {
+        [Statement::Sql(s)] => match s.as_ref() {
+            ast::Statement::Query(q) => Ok(q.clone()),
+            other => Err(Error::Syntax(format!("expected a query, found: {other}"))),
+        },
+        _ => Err(Error::Syntax("expected one query".into())),
+    }
+}
+
+fn parse_statement(parser: &mut Parser, sql: &str) -> Result<Statement> {
+    if words(parser, &["CREATE", "DATASET"]) {
+        let name = parser.parse_object_name(false)?;
+        parser.expect_keyword_is(Keyword::AS)?;
+        let start = parser.peek_token_ref().span.start;
+        parser.parse_query()?;
+        let end = parser.peek_token_ref().span.start;
+        let query = slice(sql, start, end).trim().to_string();
+        return Ok(Statement::CreateDataset { name, query });
+    }
+    if words(parser, &["REPRODUCE", "DATASET"]) {
+        return Ok(Statement::ReproduceDataset { name: parser.parse_object_name(false)? });
+    }
+    if words(parser, &["DESCRIBE", "HISTORY"]) {
+        let table = parser.parse_object_name(true)?;
+        let limit = if parser.parse_keyword(Keyword::LIMIT) { Some(parser.parse_literal_uint()?) } else { None };
+        return Ok(Statement::DescribeHistory { table, limit });
+    }
+    if words(parser, &["VACUUM"]) {
+        let table = parser.parse_object_name(true)?;
+        let retain_hours = if words(parser, &["RETAIN"]) {
+            let n = parser.parse_literal_uint()?;
+            if !words(parser, &["HOURS"]) && !words(parser, &["HOUR"]) {
+                return Err(parser.expected::<()>("HOURS", parser.peek_token()).unwrap_err().into());
+            }
+            Some(n)
+        } else {
+            None
+        };
+        let dry_run = words(parser, &["DRY", "RUN"]);
+        return Ok(Statement::Vacuum { table, retain_hours, dry_run });
+    }
+    Ok(PG.rewrite(parser.parse_statement()?).into())
+}
+
+/// Consumes the given words (keywords or not, any case) if the next tokens are exactly these.
+fn words(parser: &mut Parser, expected: &[&str]) -> bool {
+    let matches = expected.iter().enumerate().all(|(i, w)| {
+        matches!(&parser.peek_nth_token_ref(i).token, Token::Word(word) if word.quote_style.is_none() && word.value.eq_ignore_ascii_case(w))
+    });
+    if matches {
+        for _ in expected {
+            parser.next_token();
+        }
+    }
+    matches
+}
+
+/// The text between two token locations (lines and columns count from 1, columns in chars).
+fn slice(sql: &str, start: Location, end: Location) -> &str {
+    let offset = |loc: Location| -> usize {
+        if loc.line == 0 {
+            return sql.len();
+        }
+        let mut line_start = 0;
+        for (i, line) in sql.split_inclusive('\n').enumerate() {
+            if i as u64 + 1 == loc.line {
+                return line_start
+                    + line.char_indices().nth(loc.column.saturating_sub(1) as usize).map(|(b, _)| b).unwrap_or(line.len());
+            }
+            line_start += line.len();
+        }
+        sql.len()
+    };
+    let (s, e) = (offset(start), offset(end));
+    if s <= e { &sql[s..e] } else { "" }
+}
+
+/// PostgreSQL, plus the table-version clauses (`VERSION AS OF`, `TIMESTAMP AS OF`,
+/// `FOR SYSTEM_TIME AS OF`). Everything else is PostgreSqlDialect's answer, and the parser's
+/// PostgreSQL-only paths stay on because we report PostgreSqlDialect's type id.
+#[derive(Debug)]
+pub struct HindsightDialect;
+
+macro_rules! delegate {
+    ($($name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        $(fn $name(&self $(, $arg: $ty)*) -> $ret { PostgreSqlDialect {}.$name($($arg),*) })*
+    };
+}
+
+impl Dialect for HindsightDialect {
+    fn dialect(&self) -> TypeId {
+        TypeId::of::<PostgreSqlDialect>()
+    }
+
+    fn supports_table_versioning(&self) -> bool {
+        true
+    }
+
+    fn get_next_precedence(&self, parser: &Parser) -> Option<Result<u8, ParserError>> {
+        PostgreSqlDialect {}.get_next_precedence(parser)
+    }
+
+    delegate! {
+        identifier_quote_style(&self, identifier: &str) -> Option<char>;
+        is_delimited_identifier_start(&self, ch: char) -> bool;
+        is_identifier_start(&self, ch: char) -> bool;
+        is_identifier_part(&self, ch: char) -> bool;
+        supports_unicode_string_literal(&self) -> bool;
+        is_reserved_for_identifier(&self, kw: Keyword) -> bool;
+        is_custom_operator_part(&self, ch: char) -> bool;
+        supports_filter_during_aggregation(&self) -> bool;
+        supports_group_by_expr(&self) -> bool;
+        prec_value(&self, prec: Precedence) -> u8;
+        allow_extract_custom(&self) -> bool;
+        allow_extract_single_quotes(&self) -> bool;
+        supports_create_index_with_clause(&self) -> bool;
+        supports_explain_with_utility_options(&self) -> bool;
+        supports_listen_notify(&self) -> bool;
+        supports_factorial_operator(&self) -> bool;
+        supports_bitwise_shift_operators(&self) -> bool;
+        supports_comment_on(&self) -> bool;
+        supports_load_extension(&self) -> bool;
+        supports_named_fn_args_with_colon_operator(&self) -> bool;
+        supports_named_fn_args_with_expr_name(&self) -> bool;
+        supports_empty_projections(&self) -> bool;
+        supports_nested_comments(&self) -> bool;
+        supports_string_escape_constant(&self) -> bool;
+        supports_numeric_literal_underscores(&self) -> bool;
+        supports_array_typedef_with_brackets(&self) -> bool;
+        supports_geometric_types(&self) -> bool;
+        supports_set_names(&self) -> bool;
+        supports_alter_column_type_using(&self) -> bool;
+        supports_notnull_operator(&self) -> bool;
+        supports_interval_options(&self) -> bool;
+        supports_insert_table_alias(&self) -> bool;
+        supports_create_table_like_parenthesized(&self) -> bool;
+        supports_select_wildcard_with_alias(&self) -> bool;
+        supports_comma_separated_trim(&self) -> bool;
+        supports_xml_expressions(&self) -> bool;
+        supports_comment_optimizer_hint(&self) -> bool;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_postgres_keeps_its_parse_and_time_travel_parses() {
+        let s = parse("SELECT * FROM t VERSION AS OF 3 AS a JOIN u TIMESTAMP AS OF now() b ON a.x = b.x").unwrap();
+        let Statement::Sql(s) = &s[0] else { panic!() };
+        let text = s.to_string();
+        assert!(text.contains("VERSION AS OF 3"), "{text}");
+        assert!(text.contains("TIMESTAMP AS OF now()"), "{text}");
+        // `version` stays usable as an alias.
+        assert!(parse("SELECT version.x FROM t version").is_ok());
+    }
+
+    #[test]
+    fn our_statements_and_their_text() {
+        let sql = "CREATE DATASET d AS\n  SELECT a, b\n  FROM t WHERE a > 1 ;  REPRODUCE DATASET d; describe history t limit 3; VACUUM t RETAIN 168 HOURS DRY RUN";
+        let s = parse(sql).unwrap();
+        assert_eq!(s.len(), 4);
+        match &s[0] {
+            Statement::CreateDataset { query, .. } => assert_eq!(query, "SELECT a, b\n  FROM t WHERE a > 1"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&s[2], Statement::DescribeHistory { limit: Some(3), .. }));
+        assert!(matches!(&s[3], Statement::Vacuum { retain_hours: Some(168), dry_run: true, .. }));
+    }
+}
