@@ -310,6 +310,11 @@ impl Session {
     }
 
     async fn execute_plan(&self, stmt: Statement, params: Option<Vec<ScalarValue>>) -> Result<Output> {
+        // Refused before planning too: under as_of the target table may not have existed yet,
+        // and "read-only" is the answer, not "no such table".
+        if let Some(what) = writing_statement(&stmt) {
+            self.check_writable(what)?;
+        }
         let (mut plan, partition_by) = self.plan(stmt).await?;
         if let Some(values) = params {
             plan = plan.with_param_values(values)?;
@@ -550,6 +555,22 @@ pub(crate) fn delta_projection(input: LogicalPlan) -> Result<LogicalPlan> {
 pub(crate) fn single_row(batch: RecordBatch) -> Result<Output> {
     let schema = batch.schema();
     Ok(Output::Rows(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?)))
+}
+
+/// What a statement writes, judged from its syntax (the plan is checked again after planning).
+fn writing_statement(stmt: &Statement) -> Option<&'static str> {
+    Some(match stmt {
+        Statement::Insert(_) => "INSERT",
+        Statement::Update(_) => "UPDATE",
+        Statement::Delete(_) => "DELETE",
+        Statement::Merge(_) => "MERGE",
+        Statement::CreateTable(_) => "CREATE TABLE",
+        Statement::Drop { .. } => "DROP",
+        Statement::CreateView(_) => "CREATE VIEW",
+        Statement::AlterTable(_) => "ALTER TABLE",
+        Statement::Truncate(_) => "TRUNCATE",
+        _ => return None,
+    })
 }
 
 /// What a plan writes, if it writes (for the read-only check under `hindsight.as_of`).

@@ -1,5 +1,5 @@
-//! Execution-time pieces of writes: the DML sink that runs a delta-rs DELETE/UPDATE/MERGE inside
-//! DataFusion's `DataSinkExec`, and a one-shot stream that turns a live `RecordBatch` stream
+//! Execution-time pieces of writes: the DML sink that runs a delta-rs WRITE/DELETE/UPDATE/MERGE
+//! inside DataFusion's `DataSinkExec`, and a one-shot stream that turns a live `RecordBatch` stream
 //! (a MERGE source, a COPY upload) into something delta-rs and DataFusion can read as a table.
 
 use std::fmt;
@@ -20,6 +20,7 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
+use deltalake::protocol::SaveMode;
 
 use super::TableName;
 
@@ -29,6 +30,9 @@ const SOURCE: &str = "__hs_source";
 /// What a `DmlSink` will do when it runs.
 #[derive(Debug)]
 pub(super) enum DmlOp {
+    /// INSERT and COPY FROM. Through delta-rs's WriteBuilder rather than its DataFusion sink,
+    /// because only the builder's commit writes checkpoints (every 100 versions) and metrics.
+    Insert { overwrite: bool },
     Delete { predicate: Vec<Expr> },
     Update { predicate: Vec<Expr>, assignments: Vec<(String, Expr)> },
     Merge { on: Expr, clauses: Vec<MergeIntoClause> },
@@ -112,6 +116,7 @@ impl DmlSink {
 
     fn kind(&self) -> &'static str {
         match self.op.lock().ok().and_then(|g| g.as_ref().map(|op| match op {
+            DmlOp::Insert { .. } => "Write",
             DmlOp::Delete { .. } => "Delete",
             DmlOp::Update { .. } => "Update",
             DmlOp::Merge { .. } => "Merge",
@@ -152,6 +157,30 @@ impl DataSink for DmlSink {
         let table = self.table.clone();
         let state = self.state.clone();
         match op {
+            DmlOp::Insert { overwrite } => {
+                let rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let counted = {
+                    let rows = rows.clone();
+                    let schema = data.schema();
+                    let s = futures::StreamExt::inspect(data, move |b| {
+                        if let Ok(b) = b {
+                            rows.fetch_add(b.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    });
+                    Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, s))
+                };
+                let ctx = SessionContext::new_with_state(state.as_ref().clone());
+                let input = ctx.read_table(Arc::new(OneShotStream::table(counted)?))?.into_unoptimized_plan();
+                let mode = if overwrite { SaveMode::Overwrite } else { SaveMode::Append };
+                table
+                    .write(vec![])
+                    .with_input_plan(input)
+                    .with_session_state(state)
+                    .with_save_mode(mode)
+                    .await
+                    .map_err(delta_err)?;
+                Ok(rows.load(std::sync::atomic::Ordering::Relaxed))
+            }
             DmlOp::Delete { predicate } => {
                 let mut builder = table.delete().with_session_state(state);
                 if let Some(p) = conjunction(predicate) {

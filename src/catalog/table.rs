@@ -142,8 +142,18 @@ impl TableProvider for HindsightTable {
         input: Arc<dyn ExecutionPlan>,
         insert_op: InsertOp,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let overwrite = match insert_op {
+            InsertOp::Append => false,
+            InsertOp::Overwrite => true,
+            InsertOp::Replace => {
+                return Err(to_datafusion(Error::FeatureNotSupported("REPLACE INTO is not supported".into())));
+            }
+        };
         self.check_writable()?;
-        self.scan.insert_into(state, input, insert_op).await
+        let state_arc = session_state(state)?;
+        let sink = DmlSink::new(self.name.clone(), self.table.clone(), state_arc, DmlOp::Insert { overwrite })
+            .with_input_schema(input.schema());
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
 
     async fn delete_from(

@@ -79,3 +79,14 @@ async fn concurrent_updates_conflict_with_40001_and_never_corrupt() {
     assert_eq!(row.get::<_, i64>(0), 1);
     assert_eq!(row.get::<_, i64>(1) as u64, committed);
 }
+
+/// A COPY that fails before any data flows (no such table) leaves the connection usable.
+/// (Through the simple protocol: tokio-postgres's `copy_in` sends CopyFail and Sync after such
+/// an error, and then takes the second ReadyForQuery for an unexpected message, with any server.)
+#[tokio::test]
+async fn a_refused_copy_in_leaves_the_connection_usable() {
+    let server = TestServer::start().await;
+    let c = server.connect().await;
+    assert_eq!(sqlstate(c.simple_query("COPY missing FROM STDIN").await), "42P01");
+    assert_eq!(c.query_one("SELECT 1::BIGINT", &[]).await.unwrap().get::<_, i64>(0), 1);
+}

@@ -5,8 +5,10 @@ mod harness;
 
 mod clients;
 mod copy;
+mod datasets;
 mod process;
 mod errors;
+mod history;
 mod psql;
 mod slt;
 mod wire;

@@ -40,7 +40,10 @@ async fn psql_meta_commands_describe_the_warehouse() {
     .await
     .unwrap();
     let Some(dt) = psql(&server, "\\dt").await else { return };
-    assert!(dt.contains("public | loans"), "{dt}");
+    let listed = |schema: &str, table: &str| {
+        dt.lines().any(|l| l.split('|').map(str::trim).take(2).eq([schema, table]))
+    };
+    assert!(listed("public", "loans") && listed("hindsight", "datasets"), "{dt}");
     let d = psql(&server, "\\d loans").await.unwrap();
     for expected in ["bigint", "not null", "text", "double precision", "timestamp without time zone", "boolean"] {
         assert!(d.contains(expected), "\\d loans lacks {expected}:\n{d}");

@@ -1,0 +1,177 @@
+//! CREATE DATASET / REPRODUCE DATASET over the wire: pinning, reproduction after the sources
+//! moved on, the content hash's properties, and a version vacuumed behind hindsight's back.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio_postgres::Client;
+
+use crate::harness::{TestServer, count, message, sqlstate};
+
+/// `rows` random loans with NULLs in every nullable column.
+async fn seed_loans(c: &Client, table: &str, rows: usize, rng: &mut StdRng) {
+    c.batch_execute(&format!("CREATE TABLE {table} (id BIGINT NOT NULL, amount DOUBLE, grade TEXT, ok BOOLEAN, at TIMESTAMP)"))
+        .await
+        .unwrap();
+    for chunk in (0..rows).collect::<Vec<_>>().chunks(500) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|i| {
+                let amount = if rng.random_bool(0.1) { "NULL".into() } else { format!("{:.2}", rng.random_range(0.0..1000.0)) };
+                let grade = match rng.random_range(0..5) {
+                    0 => "NULL".to_string(),
+                    1 => "''".to_string(),
+                    g => format!("'{}'", ["A", "B", "C"][g - 2]),
+                };
+                let ok = ["NULL", "true", "false"][rng.random_range(0..3)];
+                let at = format!("TIMESTAMP '2025-01-01 00:00:00' + INTERVAL '{} minutes'", rng.random_range(0..100_000));
+                format!("({i}, {amount}, {grade}, {ok}, {at})")
+            })
+            .collect();
+        c.batch_execute(&format!("INSERT INTO {table} VALUES {}", values.join(", "))).await.unwrap();
+    }
+}
+
+async fn latest_version(c: &Client, table: &str) -> i64 {
+    c.query_one(&format!("DESCRIBE HISTORY {table} LIMIT 1"), &[]).await.unwrap().get("version")
+}
+
+async fn dataset_hash(c: &Client, name: &str) -> String {
+    c.query_one("SELECT content_hash FROM hindsight.datasets WHERE name = $1", &[&name]).await.unwrap().get(0)
+}
+
+/// REPRODUCE's row: (rows_then, rows_now, identical), after checking the hashes agree with it.
+async fn reproduce(c: &Client, name: &str) -> (i64, i64, bool) {
+    let r = c.query_one(&format!("REPRODUCE DATASET {name}"), &[]).await.unwrap();
+    let identical: bool = r.get("identical");
+    assert_eq!(identical, r.get::<_, &str>("hash_then") == r.get::<_, &str>("hash_now"));
+    assert_eq!(r.get::<_, &str>("name"), name);
+    (r.get("rows_then"), r.get("rows_now"), identical)
+}
+
+#[tokio::test]
+async fn reproduces_after_the_sources_move_on_and_after_the_copy_is_dropped() {
+    let server = TestServer::start().await;
+    let c = server.connect().await;
+    let mut rng = StdRng::seed_from_u64(11);
+    seed_loans(&c, "loans", 2000, &mut rng).await;
+    c.batch_execute("CREATE TABLE labels AS SELECT id, id % 3 = 0 AS y FROM loans WHERE id % 2 = 0").await.unwrap();
+    let (v_loans, v_labels) = (latest_version(&c, "loans").await, latest_version(&c, "labels").await);
+
+    let query = "SELECT l.*, b.y FROM loans l LEFT JOIN labels b ON l.id = b.id WHERE l.amount > 100 OR l.amount IS NULL";
+    let expected: i64 = c.query_one(&format!("SELECT count(*) FROM ({query}) q"), &[]).await.unwrap().get(0);
+    let created = c.execute(&format!("CREATE DATASET train AS {query}"), &[]).await.unwrap();
+    assert_eq!(created as i64, expected);
+    assert_eq!(count(&c, "datasets.train").await, expected);
+
+    let meta = c
+        .query_one("SELECT created_by, query, pinned_versions, row_count FROM hindsight.datasets WHERE name = 'train'", &[])
+        .await
+        .unwrap();
+    assert_eq!(meta.get::<_, &str>("created_by"), "hindsight");
+    assert_eq!(meta.get::<_, &str>("query"), query);
+    let pinned: serde_json::Value = serde_json::from_str(meta.get("pinned_versions")).unwrap();
+    assert_eq!(pinned, serde_json::json!({"public.loans": v_loans, "public.labels": v_labels}));
+    assert_eq!(meta.get::<_, i64>("row_count"), expected);
+    let hash = dataset_hash(&c, "train").await;
+
+    // The sources move on: inserts, updates, deletes and a MERGE of late labels.
+    seed_more(&c, &mut rng).await;
+    c.batch_execute(
+        "UPDATE loans SET amount = amount * 2 WHERE id % 5 = 0;
+         DELETE FROM loans WHERE id % 7 = 0;
+         MERGE INTO labels USING (SELECT id, true AS y FROM loans WHERE id % 2 = 1) s ON labels.id = s.id
+           WHEN MATCHED THEN UPDATE SET y = s.y WHEN NOT MATCHED THEN INSERT (id, y) VALUES (s.id, s.y)",
+    )
+    .await
+    .unwrap();
+    assert_eq!(reproduce(&c, "train").await, (expected, expected, true));
+
+    c.batch_execute("DROP TABLE datasets.train").await.unwrap();
+    assert_eq!(reproduce(&c, "train").await, (expected, expected, true));
+    assert_eq!(sqlstate(c.execute(&format!("CREATE DATASET train AS {query}"), &[]).await), "42710");
+
+    // The same query today is a different dataset.
+    c.execute(&format!("CREATE DATASET train_today AS {query}"), &[]).await.unwrap();
+    assert_ne!(dataset_hash(&c, "train_today").await, hash);
+}
+
+async fn seed_more(c: &Client, rng: &mut StdRng) {
+    for i in 0..3 {
+        let id = 100_000i64 + i;
+        let amount = rng.random_range(200.0..300.0);
+        c.execute("INSERT INTO loans VALUES ($1, $2, 'B', true, NULL)", &[&id, &amount]).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_hash_ignores_order_and_batching_and_sees_every_change() {
+    let server = TestServer::start().await;
+    let c = server.connect().await;
+    let mut rng = StdRng::seed_from_u64(5);
+    seed_loans(&c, "t", 3000, &mut rng).await;
+    c.batch_execute(
+        "CREATE DATASET asc_order AS SELECT * FROM t ORDER BY id;
+         CREATE DATASET desc_order AS SELECT * FROM t ORDER BY id DESC;
+         SET datafusion.execution.batch_size = 7;
+         CREATE DATASET small_batches AS SELECT * FROM t;
+         RESET datafusion.execution.batch_size;
+         CREATE TABLE t2 AS SELECT * FROM t;
+         CREATE DATASET copy AS SELECT * FROM t2",
+    )
+    .await
+    .unwrap();
+    let base = dataset_hash(&c, "asc_order").await;
+    for same in ["desc_order", "small_batches", "copy"] {
+        assert_eq!(dataset_hash(&c, same).await, base, "{same}");
+    }
+    let id: i64 = c.query_one("SELECT min(id) FROM t2 WHERE amount IS NOT NULL AND grade = 'A'", &[]).await.unwrap().get(0);
+    let mut seen = vec![base];
+    for (name, change) in [
+        ("one_value", format!("UPDATE t2 SET amount = amount + 0.01 WHERE id = {id}")),
+        ("one_null", format!("UPDATE t2 SET grade = NULL WHERE id = {id}")),
+        ("empty_not_null", format!("UPDATE t2 SET grade = '' WHERE id = {id}")),
+        ("one_more_row", format!("INSERT INTO t2 SELECT * FROM t2 WHERE id = {id}")),
+    ] {
+        c.batch_execute(&format!("{change}; CREATE DATASET {name} AS SELECT * FROM t2")).await.unwrap();
+        let h = dataset_hash(&c, name).await;
+        assert!(!seen.contains(&h), "{name} did not change the hash");
+        seen.push(h);
+    }
+}
+
+#[tokio::test]
+async fn a_version_vacuumed_outside_hindsight_is_named() {
+    let server = TestServer::start().await;
+    let c = server.connect().await;
+    c.batch_execute(
+        "CREATE TABLE t (id BIGINT, v TEXT);
+         INSERT INTO t SELECT value, 'v' || value FROM generate_series(1, 100);
+         CREATE DATASET d AS SELECT * FROM t;
+         DELETE FROM t WHERE id <= 10",
+    )
+    .await
+    .unwrap();
+    // hindsight's own VACUUM stays outside the retention, so time travel keeps working.
+    assert_eq!(sqlstate(c.execute("VACUUM t RETAIN 0 HOURS", &[]).await), "22023");
+    let deleted: i64 = c.query_one("VACUUM t", &[]).await.unwrap().get("files_deleted");
+    assert_eq!(deleted, 0);
+    assert_eq!(reproduce(&c, "d").await, (100, 100, true));
+
+    // Someone vacuums the table with another Delta client and no retention check.
+    let url = url::Url::from_directory_path(server.warehouse.join("public/t")).unwrap();
+    let table = deltalake::open_table(url).await.unwrap();
+    let (_, metrics) = table
+        .vacuum()
+        .with_retention_period(chrono::Duration::zero())
+        .with_enforce_retention_duration(false)
+        .await
+        .unwrap();
+    assert!(!metrics.files_deleted.is_empty());
+
+    let err = c.query_one("REPRODUCE DATASET d", &[]).await;
+    let msg = message(c.query_one("REPRODUCE DATASET d", &[]).await);
+    assert_eq!(sqlstate(err), "58P01");
+    assert!(msg.contains("version 1 of public.t"), "{msg}");
+    // The connection lives on, and the latest version still reads.
+    assert_eq!(count(&c, "t").await, 90);
+}
