@@ -202,7 +202,7 @@ impl Session {
             Command::DescribeHistory { table, limit } => {
                 let name = sql::table_name(&table, &self.default_schema())?;
                 let commits = self.warehouse.history(&name, limit, self.as_of.get()).await?;
-                single_row(history_batch(&commits)?)
+                batch_output(history_batch(&commits)?)
             }
             Command::Vacuum { table, retain_hours, dry_run } => {
                 self.check_writable("VACUUM")?;
@@ -210,7 +210,7 @@ impl Session {
                 writable_schema(&name)?;
                 let retain = retain_hours.map(|h| std::time::Duration::from_secs(h.saturating_mul(3600)));
                 let report = self.warehouse.vacuum(&name, retain, dry_run).await?;
-                single_row(vacuum_batch(&report)?)
+                batch_output(vacuum_batch(&report)?)
             }
             Command::CreateDataset { name, query } => crate::datasets::create(self, &name, &query).await,
             Command::ReproduceDataset(name) => crate::datasets::reproduce(self, &name).await,
@@ -502,8 +502,7 @@ impl Session {
             ]));
             let names: StringArray = all.iter().map(|(k, _)| Some(k.as_str())).collect();
             let values: StringArray = all.iter().map(|(_, v)| Some(v.as_str())).collect();
-            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(names), Arc::new(values)])?;
-            return Ok(Output::Rows(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?)));
+            return batch_output(RecordBatch::try_new(schema, vec![Arc::new(names), Arc::new(values)])?);
         } else if let Some(df_key) = name.strip_prefix("datafusion.") {
             let opts = self.ctx.state().config().options().entries();
             opts.into_iter()
@@ -516,8 +515,7 @@ impl Session {
                 .ok_or_else(|| Error::InvalidParameter(format!("unrecognized configuration parameter \"{name}\"")))?
         };
         let schema = show_schema(name);
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])?;
-        Ok(Output::Rows(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?)))
+        batch_output(RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![value]))])?)
     }
 
     async fn show_tables(&self) -> Result<Output> {
@@ -530,11 +528,10 @@ impl Session {
             }
         }
         let schema = show_tables_schema();
-        let batch = RecordBatch::try_new(
-            schema.clone(),
+        batch_output(RecordBatch::try_new(
+            schema,
             vec![Arc::new(StringArray::from(schemas)), Arc::new(StringArray::from(names))],
-        )?;
-        Ok(Output::Rows(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?)))
+        )?)
     }
 }
 
@@ -551,8 +548,8 @@ pub(crate) fn delta_projection(input: LogicalPlan) -> Result<LogicalPlan> {
     Ok(LogicalPlanBuilder::from(input).project(exprs)?.build()?)
 }
 
-/// A result of one batch, as a row stream.
-pub(crate) fn single_row(batch: RecordBatch) -> Result<Output> {
+/// A result held in one batch, as a row stream.
+pub(crate) fn batch_output(batch: RecordBatch) -> Result<Output> {
     let schema = batch.schema();
     Ok(Output::Rows(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?)))
 }

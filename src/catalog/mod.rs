@@ -23,7 +23,7 @@ use deltalake::DeltaTable;
 use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path;
 use url::Url;
 
@@ -171,9 +171,17 @@ impl Warehouse {
         self.has_log(&self.table_prefix(name)).await
     }
 
-    /// A folder is a Delta table when its `_delta_log` holds at least one entry.
+    /// A folder is a Delta table when its `_delta_log` holds at least one entry. The first
+    /// commit is looked up by name, because listing a log of thousands of commits on every
+    /// statement would cost more than the statement; only a table whose first commit was
+    /// cleaned up (log retention) needs the listing.
     async fn has_log(&self, table_dir: &Path) -> Result<bool> {
         let log = table_dir.clone().join("_delta_log");
+        match self.store.head(&log.clone().join("00000000000000000000.json")).await {
+            Ok(_) => return Ok(true),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
         match self.store.list_with_delimiter(Some(&log)).await {
             Ok(l) => Ok(!l.objects.is_empty()),
             Err(object_store::Error::NotFound { .. }) => Ok(false),

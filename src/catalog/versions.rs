@@ -108,16 +108,25 @@ impl Warehouse {
             return Ok(None);
         }
         let handle = self.unloaded(name)?;
-        let latest = handle.log_store().get_latest_version(0).await?;
         let version = match at {
-            TableAt::Latest => latest,
-            TableAt::Version(v) if v > latest => {
-                return Err(Error::NoSuchVersion(format!(
-                    "{name} has no version {v}: its versions are 0 to {latest}"
-                )));
+            TableAt::Latest => return self.load(name).await,
+            // Listing the log for the latest version costs as much as loading; only an error
+            // message needs it.
+            TableAt::Version(v) => match handle.log_store().read_commit_entry(v).await? {
+                Some(_) => v,
+                None => {
+                    let latest = latest_of(&handle).await?;
+                    return Err(Error::NoSuchVersion(if v > latest {
+                        format!("{name} has no version {v}: its versions are 0 to {latest}")
+                    } else {
+                        format!("{name} no longer has the log entry of version {v} (its log was cleaned up)")
+                    }));
+                }
+            },
+            TableAt::Timestamp(t) => {
+                let latest = latest_of(&handle).await?;
+                self.version_at(name, &handle, latest, t).await?
             }
-            TableAt::Version(v) => v,
-            TableAt::Timestamp(t) => self.version_at(name, &handle, latest, t).await?,
         };
         let builder = DeltaTableBuilder::from_url(self.table_url(name)?)?
             .with_storage_options(self.storage_options.clone())
@@ -137,7 +146,7 @@ impl Warehouse {
         if !self.exists(name).await? {
             return Err(Error::UndefinedTable(name.to_string()));
         }
-        Ok(self.unloaded(name)?.log_store().get_latest_version(0).await?)
+        latest_of(&self.unloaded(name)?).await
     }
 
     /// Fails, naming the table and version, if any data file that version reads is gone
@@ -202,7 +211,7 @@ impl Warehouse {
             return Err(Error::UndefinedTable(name.to_string()));
         }
         let table = self.unloaded(name)?;
-        let latest = table.log_store().get_latest_version(0).await?;
+        let latest = latest_of(&table).await?;
         let latest = match until {
             Some(t) => match self.version_at(name, &table, latest, t).await {
                 Ok(v) => v,
@@ -251,6 +260,30 @@ pub struct VacuumReport {
     pub files: u64,
     pub retain: Duration,
     pub dry_run: bool,
+}
+
+/// The latest version of a table, listing its log only from the last checkpoint on: a log of
+/// thousands of commits costs one small read, not a listing of all of them.
+async fn latest_of(table: &DeltaTable) -> Result<u64> {
+    use object_store::ObjectStoreExt;
+    let store = table.log_store();
+    let hint = store.log_path().clone().join("_last_checkpoint");
+    let start = match store.object_store(None).get(&hint).await {
+        Ok(got) => got
+            .bytes()
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v.get("version").and_then(Value::as_u64))
+            .unwrap_or(0),
+        Err(_) => 0,
+    };
+    match store.get_latest_version(start).await {
+        Ok(v) => Ok(v),
+        // A stale hint (the checkpoint's commit cleaned up): list from the start.
+        Err(_) if start > 0 => Ok(store.get_latest_version(0).await?),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Reads one commit's `commitInfo` from the log; `None` if that log entry is gone.

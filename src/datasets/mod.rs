@@ -23,7 +23,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::catalog::versions::PinnedVersions;
 use crate::catalog::{OneShotStream, TableName, metadata};
 use crate::error::{Error, Result};
-use crate::session::{CATALOG, Output, Session, single_row};
+use crate::session::{CATALOG, Output, Session, batch_output};
 use crate::sql::{parse_query, time_travel};
 use hash::ContentHasher;
 
@@ -33,6 +33,9 @@ pub const SCHEMA: &str = "datasets";
 #[derive(Debug, Clone)]
 pub struct Record {
     pub name: String,
+    /// When the versions were pinned: `SET hindsight.as_of` to this instant shows the sources
+    /// exactly as the dataset read them.
+    pub created_at: chrono::DateTime<Utc>,
     pub query: String,
     pub default_schema: String,
     pub pinned: PinnedVersions,
@@ -86,6 +89,7 @@ pub async fn create(session: &Session, name: &ObjectName, query: &str) -> Result
     }
     let default_schema = session.default_schema();
     // Resolved once, before anything runs: writers committing meanwhile cannot skew the rows.
+    let created_at = Utc::now();
     let mut pinned = PinnedVersions::new();
     for t in time_travel::unversioned_tables(&*parse_query(query)?, &default_schema)? {
         let v = session.warehouse().latest_version(&t).await?;
@@ -102,6 +106,7 @@ pub async fn create(session: &Session, name: &ObjectName, query: &str) -> Result
     }
     let record = Record {
         name: table.table.clone(),
+        created_at,
         query: query.to_string(),
         default_schema,
         pinned,
@@ -137,7 +142,7 @@ pub async fn reproduce(session: &Session, name: &ObjectName) -> Result<Output> {
             Arc::new(BooleanArray::from(vec![record.hash == hash_now && record.rows == hasher.rows()])),
         ],
     )?;
-    single_row(batch)
+    batch_output(batch)
 }
 
 pub fn reproduce_schema() -> SchemaRef {
@@ -173,8 +178,13 @@ async fn lookup(session: &Session, name: &str) -> Result<Option<Record>> {
         .unwrap_or(0);
     let pinned: PinnedVersions = serde_json::from_str(&text("pinned_versions")?)
         .map_err(|e| Error::Config(format!("hindsight.datasets: pinned_versions of {name}: {e}")))?;
+    let created_at = column("created_at", &DataType::Int64)?
+        .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
+        .and_then(|a| chrono::DateTime::from_timestamp_micros(a.value(0)))
+        .unwrap_or_default();
     Ok(Some(Record {
         name: text("name")?,
+        created_at,
         query: text("query")?,
         default_schema: text("default_schema")?,
         pinned,
@@ -188,15 +198,21 @@ async fn append(session: &Session, r: &Record, output: &Schema) -> Result<()> {
     let columns: Vec<serde_json::Value> = output
         .fields()
         .iter()
-        .map(|f| serde_json::json!({"name": f.name(), "type": crate::wire::pg_type_name(f.data_type()), "nullable": f.is_nullable()}))
+        .map(|f| {
+            serde_json::json!({
+                "name": f.name(),
+                "type": crate::wire::pg_type_name(f.data_type()),
+                "arrow_type": f.data_type().to_string(),
+                "nullable": f.is_nullable(),
+            })
+        })
         .collect();
-    let now = Utc::now().timestamp_micros();
     let s = |v: &str| Arc::new(StringArray::from(vec![v.to_string()])) as Arc<dyn Array>;
     let batch = RecordBatch::try_new(
         schema,
         vec![
             s(&r.name),
-            Arc::new(TimestampMicrosecondArray::from(vec![now]).with_timezone("UTC")),
+            Arc::new(TimestampMicrosecondArray::from(vec![r.created_at.timestamp_micros()]).with_timezone("UTC")),
             s(&session.user()),
             s(&r.query),
             s(&r.default_schema),

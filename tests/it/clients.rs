@@ -1,28 +1,53 @@
-//! Client libraries the README promises, driven against a real server: psycopg 3 (Python).
+//! Client libraries the README promises, driven against a real server: psycopg 3 (Python), and
+//! an independent Python implementation of the dataset content hash.
 
 use crate::harness::TestServer;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn psycopg_copies_in_and_out_and_prepares() {
-    let has_psycopg = std::process::Command::new("python3")
-        .args(["-c", "import psycopg"])
+/// Whether python3 can import these modules. CI installs them (see .ci/run), so there a missing
+/// one fails the test; elsewhere the test says it did not run.
+fn python_has(modules: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    if !has_psycopg {
-        // CI installs psycopg (see .ci/run); elsewhere the test says it did not run.
-        assert!(std::env::var_os("CI").is_none(), "psycopg is required in CI");
-        eprintln!("psycopg not installed: skipping");
-        return;
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "python modules {modules} are required in CI");
+        eprintln!("python modules {modules} not installed: skipping");
     }
-    let server = TestServer::start().await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/psycopg_check.py");
+    ok
+}
+
+async fn run_script(server: &TestServer, script: &str, args: &[&str]) {
+    let script = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
     let port = server.addr.port().to_string();
-    let out = tokio::process::Command::new("python3").args([script, &port]).output().await.expect("run python3");
+    let mut all = vec![script.as_str(), port.as_str()];
+    all.extend_from_slice(args);
+    let out = tokio::process::Command::new("python3").args(&all).output().await.expect("run python3");
     assert!(
         out.status.success(),
-        "psycopg check failed:\n{}\n{}",
+        "{script} failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_copies_in_and_out_and_prepares() {
+    if !python_has("psycopg") {
+        return;
+    }
+    let server = TestServer::start().await;
+    run_script(&server, "psycopg_check.py", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_content_hash_agrees_with_an_independent_implementation() {
+    if !python_has("psycopg, blake3") {
+        return;
+    }
+    for seed in ["1", "2", "3"] {
+        let server = TestServer::start().await;
+        run_script(&server, "hash_check.py", &[seed]).await;
+    }
 }
