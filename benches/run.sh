@@ -16,15 +16,7 @@ CLIENT=benches/client/target/release/hindsight-bench-client
 
 if [ ! -f "$WORK/data_$ROWS.csv" ]; then
     echo "generating $ROWS rows x 5 columns"
-    python3 - "$ROWS" "$WORK/data_$ROWS.csv" <<'PY'
-import sys, random
-n, path = int(sys.argv[1]), sys.argv[2]
-rng = random.Random(7)
-cats = ["groceries", "travel", "electronics", "utilities", "restaurants"]
-with open(path, "w") as f:
-    for i in range(n):
-        f.write(f"{i},{rng.randrange(100000)},2025-{1 + i % 12:02d}-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}:00,{rng.random() * 500:.2f},{cats[i % 5]}\n")
-PY
+    python3 benches/gen_csv.py "$ROWS" "$WORK/data_$ROWS.csv"
 fi
 DATA="$WORK/data_$ROWS.csv"
 DDL="CREATE TABLE bench (id BIGINT, user_id BIGINT, ts TIMESTAMP, amount DOUBLE PRECISION, category TEXT)"

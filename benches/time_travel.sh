@@ -44,15 +44,7 @@ echo "DESCRIBE HISTORY t LIMIT 10 (median ms): $(ms 'DESCRIBE HISTORY t LIMIT 10
 echo "== dataset of $ROWS rows"
 DATA="$WORK/data_$ROWS.csv"
 if [ ! -f "$DATA" ]; then
-    python3 - "$ROWS" "$DATA" <<'PY'
-import sys, random
-n, path = int(sys.argv[1]), sys.argv[2]
-rng = random.Random(7)
-cats = ["groceries", "travel", "electronics", "utilities", "restaurants"]
-with open(path, "w") as f:
-    for i in range(n):
-        f.write(f"{i},{rng.randrange(100000)},2025-{1 + i % 12:02d}-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}:00,{rng.random() * 500:.2f},{cats[i % 5]}\n")
-PY
+    python3 benches/gen_csv.py "$ROWS" "$DATA"
 fi
 $PSQL -c "CREATE TABLE bench (id BIGINT, user_id BIGINT, ts TIMESTAMP, amount DOUBLE PRECISION, category TEXT)"
 $PSQL -c "\\copy bench from '$DATA' with (format csv)"

@@ -59,10 +59,6 @@ fn dataset_name(name: &ObjectName) -> Result<TableName> {
 async fn run_pinned(session: &Session, query: &str, default_schema: &str, pinned: &PinnedVersions) -> Result<SendableRecordBatchStream> {
     let mut q = parse_query(query)?;
     time_travel::pin(&mut q, pinned, default_schema)?;
-    for (table, version) in pinned {
-        let (schema, name) = table.split_once('.').unwrap_or((default_schema, table));
-        session.warehouse().check_readable(&TableName::new(schema, name), *version).await?;
-    }
     let plan = session.plan_query(Statement::Query(q)).await?;
     let plan = crate::session::delta_projection(plan)?;
     Ok(session.context().execute_logical_plan(plan).await?.execute_stream().await?)
@@ -122,6 +118,12 @@ pub async fn reproduce(session: &Session, name: &ObjectName) -> Result<Output> {
     let record = lookup(session, &table.table)
         .await?
         .ok_or_else(|| Error::UndefinedObject(format!("dataset \"{}\" does not exist", table.table)))?;
+    // Versions pinned long ago may have lost files to a VACUUM outside hindsight: say which,
+    // rather than fail halfway through a scan.
+    for (table, version) in &record.pinned {
+        let (schema, name) = table.split_once('.').unwrap_or((record.default_schema.as_str(), table));
+        session.warehouse().check_readable(&TableName::new(schema, name), *version).await?;
+    }
     let stream = run_pinned(session, &record.query, &record.default_schema, &record.pinned).await?;
     let schema = stream.schema();
     let mut hasher = ContentHasher::default();
