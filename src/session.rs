@@ -657,6 +657,12 @@ fn show_tables_schema() -> SchemaRef {
 }
 
 fn writable_schema(name: &TableName) -> Result<()> {
+    if TableAt::split(&name.table).1 != TableAt::Latest {
+        return Err(Error::InvalidParameter(format!(
+            "\"{}\": names ending in @v<n> or @<yyyyMMddHHmmssSSS> read a table's past versions",
+            name.table
+        )));
+    }
     if name.schema == METADATA_SCHEMA {
         return Err(Error::ReadOnlySchema(METADATA_SCHEMA.into()));
     }
