@@ -9,6 +9,7 @@
 //! - `sql`: parsing (PostgreSQL plus time travel and our statements), routing, AST rewrites
 //!   (AS OF, dataset pinning); session settings.
 //! - `copy`: COPY input formats and the one-commit upload.
+//! - `features`: point-in-time features as DataFusion extensions (the ASOF JOIN operator).
 //! - `datasets`: CREATE DATASET / REPRODUCE DATASET, pinned versions and the content hash.
 //! - `catalog`: the warehouse of Delta tables, their versions and history, the metadata tables,
 //!   and the DataFusion catalog and table providers over them.
@@ -21,6 +22,7 @@ pub mod copy;
 pub mod datasets;
 pub mod demo;
 pub mod error;
+pub mod features;
 pub mod server;
 pub mod session;
 pub mod sql;

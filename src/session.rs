@@ -106,12 +106,14 @@ impl Session {
             // delta-rs operations plan their own extension nodes (metrics, validation) in our
             // session, so its planner must be ours too.
             *state = datafusion::execution::SessionStateBuilder::new_from_existing(state.clone())
-                .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+                .with_query_planner(Arc::new(crate::features::asof::HindsightPlanner))
                 .build();
+            state.add_analyzer_rule(Arc::new(crate::features::asof::AsofJoinRule));
         }
         let settings = Arc::new(Settings::default());
         ctx.register_udf(settings::current_setting_udf(settings.clone()));
         ctx.register_udf(settings::version_udf());
+        ctx.register_udf(crate::features::asof::marker_udf());
         Ok(Self { warehouse, ctx, settings, as_of })
     }
 
@@ -247,7 +249,8 @@ impl Session {
     async fn plan(&self, stmt: Statement) -> Result<(LogicalPlan, Vec<String>)> {
         self.warehouse.refresh().await?;
         let (stmt, partition_by) = take_partitioning(stmt);
-        let stmt = self.resolve_versions(stmt).await?;
+        let mut stmt = self.resolve_versions(stmt).await?;
+        sql::asof::rewrite(&mut stmt)?;
         let plan = self.ctx.state().statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
         if !partition_by.is_empty() && !matches!(plan, LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_))) {
             return Err(Error::FeatureNotSupported("PARTITIONED BY only applies to CREATE TABLE".into()));

@@ -6,6 +6,7 @@
 //! logical plan, by `session`.
 //! Must not: execute anything or touch storage.
 
+pub mod asof;
 pub mod parser;
 pub mod settings;
 pub mod time_travel;

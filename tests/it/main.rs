@@ -4,6 +4,7 @@
 mod harness;
 
 mod clients;
+mod asof;
 mod copy;
 mod datasets;
 mod process;

@@ -1,0 +1,74 @@
+//! AST rewrite for ASOF JOIN: DataFusion's SQL planner does not plan `JoinOperator::AsOf`, so
+//! `l ASOF JOIN r MATCH_CONDITION (c) ON k` becomes `l LEFT JOIN r ON __hs_asof_match(c) AND k`,
+//! which the planner resolves like any join and `features::asof::AsofJoinRule` turns into the
+//! ASOF operator.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
+    JoinConstraint, JoinOperator, ObjectName, Select, Statement, TableFactor, TableWithJoins, VisitMut, VisitorMut,
+};
+
+use crate::error::{Error, Result};
+use crate::features::asof::MARKER;
+
+/// Rewrites every ASOF JOIN of a statement.
+pub fn rewrite(stmt: &mut Statement) -> Result<()> {
+    struct Rewrite(Option<Error>);
+    impl VisitorMut for Rewrite {
+        type Break = ();
+        fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
+            for t in &mut select.from {
+                if let Err(e) = rewrite_joins(t) {
+                    self.0 = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_table_factor(&mut self, f: &mut TableFactor) -> ControlFlow<()> {
+            if let TableFactor::NestedJoin { table_with_joins, .. } = f {
+                if let Err(e) = rewrite_joins(table_with_joins) {
+                    self.0 = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut r = Rewrite(None);
+    let _ = VisitMut::visit(stmt, &mut r);
+    r.0.map_or(Ok(()), Err)
+}
+
+fn rewrite_joins(t: &mut TableWithJoins) -> Result<()> {
+    for join in &mut t.joins {
+        let JoinOperator::AsOf { match_condition, constraint } = &join.join_operator else { continue };
+        let marker = Expr::Function(Function {
+            name: ObjectName::from(vec![Ident::new(MARKER)]),
+            uses_odbc_syntax: false,
+            parameters: FunctionArguments::None,
+            args: FunctionArguments::List(FunctionArgumentList {
+                duplicate_treatment: None,
+                args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(match_condition.clone()))],
+                clauses: vec![],
+            }),
+            filter: None,
+            null_treatment: None,
+            over: None,
+            within_group: vec![],
+        });
+        let on = match constraint {
+            JoinConstraint::On(keys) => Expr::BinaryOp { left: Box::new(marker), op: BinaryOperator::And, right: Box::new(keys.clone()) },
+            JoinConstraint::None => marker,
+            other => {
+                return Err(Error::FeatureNotSupported(format!(
+                    "ASOF JOIN takes ON with equalities, not {other:?}; write ON l.k = r.k"
+                )));
+            }
+        };
+        join.join_operator = JoinOperator::Left(JoinConstraint::On(on));
+    }
+    Ok(())
+}
