@@ -458,9 +458,11 @@ impl ExecutionPlan for AsofJoinExec {
             key_types.push(SortField::new(DataType::Boolean));
         }
         let match_type = SortField::new(self.left_match.data_type(&self.left.schema())?);
+        // The right side's columns may be NOT NULL; its share of the output never is.
         let right_schema = self.right.schema();
+        let nullable: Vec<_> = right_schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
         let null_row = RecordBatch::try_new(
-            right_schema.clone(),
+            Arc::new(datafusion::arrow::datatypes::Schema::new(nullable)),
             right_schema.fields().iter().map(|f| new_null_array(f.data_type(), 1)).collect(),
         )?;
         let merge = Merge {
