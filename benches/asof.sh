@@ -52,7 +52,7 @@ for _ in range(3):
     s = pl.scan_parquet(spine).sort("ts")
     f = pl.scan_parquet(feat).sort("ts")
     r = s.join_asof(f, on="ts", by="k", strategy="backward").select(
-        pl.len(), pl.col("v").count(), pl.col("v").sum()).collect()
+        pl.len().alias("n"), pl.col("v").count().alias("matched"), pl.col("v").sum().alias("total")).collect()
     print(f"join_asof: {time.time() - t0:.2f} s  {r.row(0)}")
 print(f"python peak RSS (DuckDB and Polars): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB")
 PY
