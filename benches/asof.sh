@@ -11,15 +11,14 @@ WORK=${WORK:-/tmp/hindsight-bench}
 PORT=55435
 mkdir -p "$WORK"
 cargo build --release --quiet
+. benches/common.sh
 python3 -c "import duckdb, polars" 2>/dev/null || python3 -m pip install --quiet duckdb polars
 
 PSQL="psql -h 127.0.0.1 -p $PORT -U hindsight -X -q"
 WH="$WORK/asof-warehouse"
 rm -rf "$WH"
-target/release/hindsight serve --warehouse "$WH" --listen "127.0.0.1:$PORT" >"$WORK/asof.log" 2>&1 &
-HS_PID=$!
+start_hindsight "$WH" $PORT "$WORK/asof.log"
 trap 'kill $HS_PID 2>/dev/null || true' EXIT
-for _ in $(seq 100); do $PSQL -Atc "select 1" >/dev/null 2>&1 && break; sleep 0.1; done
 
 # One commit each, so each table is a plain set of Parquet files the other engines can read.
 $PSQL -c "CREATE TABLE feat AS SELECT value % $ENTITIES AS k, (value * 7919) % 100000000 AS ts, (value % 1000) * 0.5 AS v FROM generate_series(1, $FEATURES)"
@@ -33,7 +32,7 @@ for _ in 1 2 3; do
     t1=$(date +%s.%N)
     echo "ASOF JOIN: $(echo "$t1 - $t0" | bc) s  ($out)"
 done
-echo "server peak RSS: $(( $(grep VmHWM /proc/$HS_PID/status | awk '{print $2}') / 1024 )) MiB"
+echo "server peak RSS: $(peak_mib $HS_PID) MiB"
 
 python3 - "$WH" <<'PY'
 import resource, sys, time

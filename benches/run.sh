@@ -14,14 +14,9 @@ cargo build --release --quiet
 cargo build --release --quiet --manifest-path benches/client/Cargo.toml
 CLIENT=benches/client/target/release/hindsight-bench-client
 
-if [ ! -f "$WORK/data_$ROWS.csv" ]; then
-    echo "generating $ROWS rows x 5 columns"
-    python3 benches/gen_csv.py "$ROWS" "$WORK/data_$ROWS.csv"
-fi
-DATA="$WORK/data_$ROWS.csv"
+. benches/common.sh
+DATA=$(bench_csv "$ROWS" "$WORK")
 DDL="CREATE TABLE bench (id BIGINT, user_id BIGINT, ts TIMESTAMP, amount DOUBLE PRECISION, category TEXT)"
-
-peak_kb() { grep VmHWM "/proc/$1/status" | awk '{print $2}'; }
 
 # time_copy PORT USER: loads the CSV with psql's \copy; prints seconds and rows/s, sets RATE.
 time_copy() {
@@ -34,23 +29,16 @@ time_copy() {
     echo "COPY FROM STDIN: $(echo "$t1 - $t0" | bc) s, $RATE rows/s"
 }
 
-start_hindsight() {
-    target/release/hindsight serve --warehouse "$WORK/warehouse" --listen "127.0.0.1:$HS_PORT" >"$WORK/hindsight.log" 2>&1 &
-    HS_PID=$!
-    for _ in $(seq 100); do psql -h 127.0.0.1 -p $HS_PORT -U hindsight -Atc "select 1" >/dev/null 2>&1 && return; sleep 0.1; done
-    echo "hindsight did not start"; exit 1
-}
-
 echo "== hindsight"
 rm -rf "$WORK/warehouse"
-start_hindsight
+start_hindsight "$WORK/warehouse" $HS_PORT "$WORK/hindsight.log"
 time_copy $HS_PORT hindsight
 hs_copy=$RATE
-echo "server peak RSS during COPY: $(( $(peak_kb $HS_PID) / 1024 )) MiB"
+echo "server peak RSS during COPY: $(peak_mib $HS_PID) MiB"
 kill $HS_PID; wait $HS_PID 2>/dev/null || true
-start_hindsight
+start_hindsight "$WORK/warehouse" $HS_PORT "$WORK/hindsight.log"
 "$CLIENT" $HS_PORT "SELECT * FROM bench"
-echo "SELECT stream: server peak RSS $(( $(peak_kb $HS_PID) / 1024 )) MiB"
+echo "SELECT stream: server peak RSS $(peak_mib $HS_PID) MiB"
 kill $HS_PID; wait $HS_PID 2>/dev/null || true
 
 echo "== PostgreSQL"

@@ -12,13 +12,12 @@ WORK=${WORK:-/tmp/hindsight-bench}
 PORT=55434
 mkdir -p "$WORK"
 cargo build --release --quiet
+. benches/common.sh
 
 PSQL="psql -h 127.0.0.1 -p $PORT -U hindsight -X -q"
 rm -rf "$WORK/tt-warehouse"
-target/release/hindsight serve --warehouse "$WORK/tt-warehouse" --listen "127.0.0.1:$PORT" >"$WORK/tt.log" 2>&1 &
-HS_PID=$!
+start_hindsight "$WORK/tt-warehouse" $PORT "$WORK/tt.log"
 trap 'kill $HS_PID 2>/dev/null || true' EXIT
-for _ in $(seq 100); do $PSQL -Atc "select 1" >/dev/null 2>&1 && break; sleep 0.1; done
 
 # ms: runs a statement N times in one session and prints the median wall time in ms.
 ms() {
@@ -42,10 +41,7 @@ echo "count(*) TIMESTAMP AS OF now() (median ms): $(ms 'SELECT count(*) FROM t T
 echo "DESCRIBE HISTORY t LIMIT 10 (median ms): $(ms 'DESCRIBE HISTORY t LIMIT 10')"
 
 echo "== dataset of $ROWS rows"
-DATA="$WORK/data_$ROWS.csv"
-if [ ! -f "$DATA" ]; then
-    python3 benches/gen_csv.py "$ROWS" "$DATA"
-fi
+DATA=$(bench_csv "$ROWS" "$WORK")
 $PSQL -c "CREATE TABLE bench (id BIGINT, user_id BIGINT, ts TIMESTAMP, amount DOUBLE PRECISION, category TEXT)"
 $PSQL -c "\\copy bench from '$DATA' with (format csv)"
 t0=$(date +%s.%N)
@@ -56,4 +52,4 @@ t2=$(date +%s.%N)
 $PSQL -Atc "REPRODUCE DATASET big"
 t3=$(date +%s.%N)
 echo "CREATE DATASET: $(echo "$t1 - $t0" | bc) s; REPRODUCE DATASET: $(echo "$t3 - $t2" | bc) s"
-echo "server peak RSS: $(( $(grep VmHWM /proc/$HS_PID/status | awk '{print $2}') / 1024 )) MiB"
+echo "server peak RSS: $(peak_mib $HS_PID) MiB"
