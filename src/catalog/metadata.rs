@@ -31,9 +31,7 @@ impl Warehouse {
     /// once race harmlessly: the loser finds the table there.
     pub async fn ensure_metadata_tables(&self) -> Result<()> {
         for (name, schema) in [datasets()] {
-            if self.exists(&name).await? {
-                continue;
-            }
+            // create_table checks for the table first, so an existing one costs one lookup.
             match self.create_table(&name, &schema, &[]).await {
                 Ok(_) | Err(Error::DuplicateTable(_)) => {}
                 Err(e) => return Err(e),

@@ -17,7 +17,7 @@ use datafusion::common::TableReference;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{col, lit};
-use datafusion::sql::sqlparser::ast::{ObjectName, Statement};
+use datafusion::sql::sqlparser::ast::{ObjectName, Query, Statement};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::catalog::versions::PinnedVersions;
@@ -55,9 +55,9 @@ fn dataset_name(name: &ObjectName) -> Result<TableName> {
     Ok(t)
 }
 
-/// Runs a dataset's query at its pinned versions: the rows, in Delta's column types.
-async fn run_pinned(session: &Session, query: &str, default_schema: &str, pinned: &PinnedVersions) -> Result<SendableRecordBatchStream> {
-    let mut q = parse_query(query)?;
+/// Runs a dataset's query (as `parse_query` parsed its stored text) at its pinned versions: the
+/// rows, in Delta's column types.
+async fn run_pinned(session: &Session, mut q: Box<Query>, default_schema: &str, pinned: &PinnedVersions) -> Result<SendableRecordBatchStream> {
     time_travel::pin(&mut q, pinned, default_schema)?;
     let plan = session.plan_query(Statement::Query(q)).await?;
     let plan = crate::session::delta_projection(plan)?;
@@ -87,11 +87,12 @@ pub async fn create(session: &Session, name: &ObjectName, query: &str) -> Result
     // Resolved once, before anything runs: writers committing meanwhile cannot skew the rows.
     let created_at = Utc::now();
     let mut pinned = PinnedVersions::new();
-    for t in time_travel::unversioned_tables(&*parse_query(query)?, &default_schema)? {
+    let parsed = parse_query(query)?;
+    for t in time_travel::unversioned_tables(&parsed, &default_schema)? {
         let v = session.warehouse().latest_version(&t).await?;
         pinned.insert(t.to_string(), v);
     }
-    let stream = run_pinned(session, query, &default_schema, &pinned).await?;
+    let stream = run_pinned(session, parsed, &default_schema, &pinned).await?;
     let schema = stream.schema();
     let hasher = Arc::new(Mutex::new(ContentHasher::default()));
     let source = session.context().read_table(Arc::new(OneShotStream::table(hashing(stream, hasher.clone()))?))?;
@@ -124,7 +125,7 @@ pub async fn reproduce(session: &Session, name: &ObjectName) -> Result<Output> {
         let (schema, name) = table.split_once('.').unwrap_or((record.default_schema.as_str(), table));
         session.warehouse().check_readable(&TableName::new(schema, name), *version).await?;
     }
-    let stream = run_pinned(session, &record.query, &record.default_schema, &record.pinned).await?;
+    let stream = run_pinned(session, parse_query(&record.query)?, &record.default_schema, &record.pinned).await?;
     let schema = stream.schema();
     let mut hasher = ContentHasher::default();
     let mut stream = stream;
