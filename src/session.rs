@@ -94,6 +94,10 @@ impl Session {
         config.options_mut().sql_parser.map_string_types_to_utf8view = false;
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         config.options_mut().execution.time_zone = Some("+00:00".into());
+        // Round-robin batches scramble a scan's row order, which ASOF JOIN and
+        // historical_features promise to keep for their left side (the spine). Large files still
+        // scan in parallel, split into byte ranges read in order.
+        config.options_mut().optimizer.enable_round_robin_repartition = false;
         let ctx = SessionContext::new_with_config(config);
         let as_of = Arc::new(AsOf::default());
         ctx.register_catalog(CATALOG, Arc::new(WarehouseCatalog::new(warehouse.clone(), as_of.clone())));
@@ -113,7 +117,9 @@ impl Session {
         let settings = Arc::new(Settings::default());
         ctx.register_udf(settings::current_setting_udf(settings.clone()));
         ctx.register_udf(settings::version_udf());
-        ctx.register_udf(crate::features::asof::marker_udf());
+        for udf in crate::features::asof::marker_udfs() {
+            ctx.register_udf(udf);
+        }
         Ok(Self { warehouse, ctx, settings, as_of })
     }
 

@@ -2,36 +2,30 @@
 //! `l ASOF JOIN r MATCH_CONDITION (l.ts >= r.ts) ON l.k = r.k` into a LEFT JOIN whose condition
 //! wraps the match condition in the marker function `__hs_asof_match`; `AsofJoinRule` (an
 //! analyzer rule) turns that join into the `AsofJoin` logical node; `AsofPlanner` maps the node
-//! to `AsofJoinExec`, a sort-merge per key.
+//! to `AsofJoinExec` (in `asof_exec`).
 //!
 //! Semantics: for each left row, the right row with equal keys whose match value is the greatest
 //! `<=` (for `>=`; `<` for `>`) the left's, or the smallest `>=` (for `<=`; `>` for `<`). Left
 //! rows without one keep NULLs. NULL keys and NULL match values never match. Ties on the match
 //! value go to the right row that is greatest by its other columns, compared in order (NULLs
-//! first): deterministic on every run and every partitioning.
+//! first): deterministic on every run and every partitioning. Output keeps the left's row order.
 //!
-//! Memory: both inputs are hash-partitioned by the keys and sorted by (keys, match value) by
-//! DataFusion's own operators (which spill); the merge then holds one right batch and the
-//! current candidate row per partition.
+//! `historical_features` adds a second marker, `__hs_asof_created(l.ts >= r.created)`: a right
+//! row is then visible only from its creation time on, and ties on the match value go to the
+//! latest created first.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
-use datafusion::arrow::compute::interleave;
-use datafusion::arrow::compute::kernels::sort::SortOptions;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::arrow::row::{OwnedRow, RowConverter, Rows, SortField};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::Session;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchemaRef, Result as DfResult, plan_err};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::QueryPlanner;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::logical_plan::builder::build_join_schema;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
@@ -41,25 +35,26 @@ use datafusion::logical_expr::{
     UserDefinedLogicalNode, UserDefinedLogicalNodeCore, Volatility, create_udf,
 };
 use datafusion::optimizer::AnalyzerRule;
-use datafusion::physical_expr::{LexRequirement, OrderingRequirements, PhysicalSortRequirement};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties, Partitioning, PhysicalExpr,
-    PlanProperties,
-};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
-use datafusion::physical_expr::EquivalenceProperties;
-use futures::StreamExt;
+
+use super::asof_exec::{AsofJoinExec, JoinExprs};
 
 /// The function that marks an ASOF match condition inside a LEFT JOIN's ON clause.
 pub const MARKER: &str = "__hs_asof_match";
 
-/// `__hs_asof_match(cond)`: only a marker. `AsofJoinRule` removes every call; one that survives
-/// (the condition outside an ASOF JOIN) fails instead of filtering silently.
-pub fn marker_udf() -> ScalarUDF {
+/// The function that marks a CREATED visibility condition (see the module doc).
+pub const CREATED_MARKER: &str = "__hs_asof_created";
+
+/// `__hs_asof_match(cond)` and `__hs_asof_created(cond)`: only markers. `AsofJoinRule` removes
+/// every call; one that survives (outside an ASOF JOIN) fails instead of filtering silently.
+pub fn marker_udfs() -> [ScalarUDF; 2] {
+    [marker(MARKER), marker(CREATED_MARKER)]
+}
+
+fn marker(name: &str) -> ScalarUDF {
     create_udf(
-        MARKER,
+        name,
         vec![DataType::Boolean],
         DataType::Boolean,
         Volatility::Immutable,
@@ -89,7 +84,7 @@ impl Direction {
         })
     }
 
-    fn symbol(&self) -> &'static str {
+    pub(crate) fn symbol(&self) -> &'static str {
         match (self.backward, self.inclusive) {
             (true, true) => ">=",
             (true, false) => ">",
@@ -108,6 +103,8 @@ pub struct AsofJoin {
     pub on: Vec<(Expr, Expr)>,
     pub left_match: Expr,
     pub right_match: Expr,
+    /// The right row's creation time (backward searches only): see the module doc.
+    pub right_created: Option<Expr>,
     pub direction: Direction,
     pub schema: DFSchemaRef,
 }
@@ -135,20 +132,26 @@ impl UserDefinedLogicalNodeCore for AsofJoin {
         let mut e: Vec<Expr> = self.on.iter().flat_map(|(l, r)| [l.clone(), r.clone()]).collect();
         e.push(self.left_match.clone());
         e.push(self.right_match.clone());
+        e.extend(self.right_created.clone());
         e
     }
 
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
         let on: Vec<String> = self.on.iter().map(|(l, r)| format!("{l} = {r}")).collect();
-        write!(f, "AsofJoin: match=({} {} {}), on=[{}]", self.left_match, self.direction.symbol(), self.right_match, on.join(", "))
+        write!(f, "AsofJoin: match=({} {} {}), on=[{}]", self.left_match, self.direction.symbol(), self.right_match, on.join(", "))?;
+        if let Some(c) = &self.right_created {
+            write!(f, ", created={c}")?;
+        }
+        Ok(())
     }
 
     fn with_exprs_and_inputs(&self, exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> DfResult<Self> {
         let [left, right]: [LogicalPlan; 2] =
             inputs.try_into().map_err(|_| DataFusionError::Internal("AsofJoin takes two inputs".into()))?;
         let n = self.on.len();
-        if exprs.len() != 2 * n + 2 {
-            return plan_err!("AsofJoin expects {} expressions, got {}", 2 * n + 2, exprs.len());
+        let expected = 2 * n + 2 + usize::from(self.right_created.is_some());
+        if exprs.len() != expected {
+            return plan_err!("AsofJoin expects {expected} expressions, got {}", exprs.len());
         }
         let on = exprs[..2 * n].chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
         let schema = Arc::new(build_join_schema(left.schema(), right.schema(), &JoinType::Left)?);
@@ -158,6 +161,7 @@ impl UserDefinedLogicalNodeCore for AsofJoin {
             on,
             left_match: exprs[2 * n].clone(),
             right_match: exprs[2 * n + 1].clone(),
+            right_created: exprs.get(2 * n + 2).cloned(),
             direction: self.direction,
             schema,
         })
@@ -181,6 +185,7 @@ impl AnalyzerRule for AsofJoinRule {
                 }
                 let mut on = join.on.clone();
                 let mut matched = None;
+                let mut created = None;
                 let (ls, rs) = (join.left.schema().clone(), join.right.schema().clone());
                 for term in split_conjunction_owned(join.filter.clone().unwrap_or(Expr::Literal(true.into(), None))) {
                     match term {
@@ -190,6 +195,10 @@ impl AnalyzerRule for AsofJoinRule {
                             }
                             let [cond]: [Expr; 1] = args.try_into().map_err(|_| DataFusionError::Plan("bad MATCH_CONDITION".into()))?;
                             matched = Some(match_condition(cond, &ls, &rs)?);
+                        }
+                        Expr::ScalarFunction(ScalarFunction { func, args }) if func.name() == CREATED_MARKER => {
+                            let [cond]: [Expr; 1] = args.try_into().map_err(|_| DataFusionError::Plan("bad CREATED condition".into()))?;
+                            created = Some(match_condition(cond, &ls, &rs)?);
                         }
                         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) => {
                             on.push(sides(*left, *right, &ls, &rs).ok_or_else(|| {
@@ -211,6 +220,14 @@ impl AnalyzerRule for AsofJoinRule {
                 for (l, r) in on {
                     keys.push(coerce_pair(l, r, &ls, &rs)?);
                 }
+                match_type(&left_match.get_type(&ls)?)?;
+                let right_created = match created {
+                    None => None,
+                    Some((l, r, d)) if d == direction && direction.backward && l == left_match => {
+                        Some(coerce_pair(l, r, &ls, &rs)?.1)
+                    }
+                    Some(_) => return plan_err!("internal: a CREATED condition must compare the match column the same way"),
+                };
                 let (left_match, right_match) = coerce_pair(left_match, right_match, &ls, &rs)?;
                 let node = AsofJoin {
                     left: join.left.as_ref().clone(),
@@ -218,6 +235,7 @@ impl AnalyzerRule for AsofJoinRule {
                     on: keys,
                     left_match,
                     right_match,
+                    right_created,
                     direction,
                     schema: join.schema.clone(),
                 };
@@ -231,6 +249,15 @@ impl AnalyzerRule for AsofJoinRule {
 
 fn has_marker(e: &Expr) -> bool {
     e.exists(|e| Ok(matches!(e, Expr::ScalarFunction(f) if f.func.name() == MARKER))).unwrap_or(false)
+}
+
+/// The operator compares match values as 64-bit integers.
+fn match_type(t: &DataType) -> DfResult<()> {
+    if t.is_integer() || t.is_temporal() && !matches!(t, DataType::Interval(_) | DataType::Duration(_)) {
+        Ok(())
+    } else {
+        Err(DataFusionError::Plan(format!("MATCH_CONDITION compares timestamps, dates or integers, not {t}")))
+    }
 }
 
 /// Orders a comparison's operands as (left input, right input), or `None` if it does not
@@ -303,367 +330,16 @@ impl ExtensionPlanner for AsofPlanner {
         let Some(join) = node.as_any().downcast_ref::<AsofJoin>() else { return Ok(None) };
         let (ls, rs) = (logical_inputs[0].schema(), logical_inputs[1].schema());
         let phys = |e: &Expr, s: &DFSchemaRef| planner.create_physical_expr(e, s, session, ctx);
-        let left_keys = join.on.iter().map(|(l, _)| phys(l, ls)).collect::<DfResult<Vec<_>>>()?;
-        let right_keys = join.on.iter().map(|(_, r)| phys(r, rs)).collect::<DfResult<Vec<_>>>()?;
-        let exec = AsofJoinExec::try_new(
-            physical_inputs[0].clone(),
-            physical_inputs[1].clone(),
-            left_keys,
-            right_keys,
-            phys(&join.left_match, ls)?,
-            phys(&join.right_match, rs)?,
-            join.direction,
-            Arc::new(join.schema.as_arrow().clone()),
-        )?;
-        Ok(Some(Arc::new(exec)))
-    }
-}
-
-/// The sort-merge ASOF join, per hash partition of the keys.
-#[derive(Debug)]
-pub struct AsofJoinExec {
-    left: Arc<dyn ExecutionPlan>,
-    right: Arc<dyn ExecutionPlan>,
-    left_keys: Vec<Arc<dyn PhysicalExpr>>,
-    right_keys: Vec<Arc<dyn PhysicalExpr>>,
-    left_match: Arc<dyn PhysicalExpr>,
-    right_match: Arc<dyn PhysicalExpr>,
-    direction: Direction,
-    schema: SchemaRef,
-    props: Arc<PlanProperties>,
-}
-
-impl AsofJoinExec {
-    #[allow(clippy::too_many_arguments)]
-    pub fn try_new(
-        left: Arc<dyn ExecutionPlan>,
-        right: Arc<dyn ExecutionPlan>,
-        left_keys: Vec<Arc<dyn PhysicalExpr>>,
-        right_keys: Vec<Arc<dyn PhysicalExpr>>,
-        left_match: Arc<dyn PhysicalExpr>,
-        right_match: Arc<dyn PhysicalExpr>,
-        direction: Direction,
-        schema: SchemaRef,
-    ) -> DfResult<Self> {
-        // Left columns keep their positions in the output, so the left's hash partitioning holds.
-        let partitioning = if left_keys.is_empty() {
-            Partitioning::UnknownPartitioning(1)
-        } else {
-            left.output_partitioning().clone()
+        let on = JoinExprs {
+            left_keys: join.on.iter().map(|(l, _)| phys(l, ls)).collect::<DfResult<Vec<_>>>()?,
+            right_keys: join.on.iter().map(|(_, r)| phys(r, rs)).collect::<DfResult<Vec<_>>>()?,
+            left_match: phys(&join.left_match, ls)?,
+            right_match: phys(&join.right_match, rs)?,
+            right_created: join.right_created.as_ref().map(|c| phys(c, rs)).transpose()?,
+            direction: join.direction,
         };
-        let props = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            partitioning,
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        ));
-        Ok(Self { left, right, left_keys, right_keys, left_match, right_match, direction, schema, props })
-    }
-
-    fn ordering(&self, keys: &[Arc<dyn PhysicalExpr>], m: &Arc<dyn PhysicalExpr>, rest: Option<SortOptions>) -> Option<OrderingRequirements> {
-        let asc = SortOptions::default();
-        let mut reqs: Vec<PhysicalSortRequirement> =
-            keys.iter().chain([m]).map(|e| PhysicalSortRequirement::new(e.clone(), Some(asc))).collect();
-        if let Some(opts) = rest {
-            // Tie-breaker: the right side's other (sortable) columns.
-            let schema = self.right.schema();
-            for (i, f) in schema.fields().iter().enumerate() {
-                if !f.data_type().is_nested() {
-                    let col: Arc<dyn PhysicalExpr> = Arc::new(datafusion::physical_expr::expressions::Column::new(f.name(), i));
-                    reqs.push(PhysicalSortRequirement::new(col, Some(opts)));
-                }
-            }
-        }
-        LexRequirement::new(reqs).map(OrderingRequirements::new)
+        let schema = Arc::new(join.schema.as_arrow().clone());
+        Ok(Some(Arc::new(AsofJoinExec::new(physical_inputs[0].clone(), physical_inputs[1].clone(), Arc::new(on), schema))))
     }
 }
 
-impl DisplayAs for AsofJoinExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let keys: Vec<String> = self.left_keys.iter().zip(&self.right_keys).map(|(l, r)| format!("({l}, {r})")).collect();
-        write!(f, "AsofJoinExec: match=({} {} {}), on=[{}]", self.left_match, self.direction.symbol(), self.right_match, keys.join(", "))
-    }
-}
-
-impl ExecutionPlan for AsofJoinExec {
-    fn name(&self) -> &str {
-        "AsofJoinExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.props
-    }
-
-    fn required_input_distribution(&self) -> Vec<Distribution> {
-        if self.left_keys.is_empty() {
-            vec![Distribution::SinglePartition, Distribution::SinglePartition]
-        } else {
-            vec![Distribution::KeyPartitioned(self.left_keys.clone()), Distribution::KeyPartitioned(self.right_keys.clone())]
-        }
-    }
-
-    fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
-        // Forward searches take the first candidate, so their ties sort descending.
-        let ties = SortOptions { descending: !self.direction.backward, nulls_first: self.direction.backward };
-        vec![
-            self.ordering(&self.left_keys, &self.left_match, None),
-            self.ordering(&self.right_keys, &self.right_match, Some(ties)),
-        ]
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true, false]
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.left, &self.right]
-    }
-
-    fn apply_expressions(
-        &self,
-        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
-    ) -> DfResult<TreeNodeRecursion> {
-        for e in self.left_keys.iter().chain(&self.right_keys).chain([&self.left_match, &self.right_match]) {
-            if f(e)? == TreeNodeRecursion::Stop {
-                return Ok(TreeNodeRecursion::Stop);
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let [left, right]: [Arc<dyn ExecutionPlan>; 2] =
-            children.try_into().map_err(|_| DataFusionError::Internal("AsofJoinExec takes two children".into()))?;
-        Ok(Arc::new(AsofJoinExec::try_new(
-            left,
-            right,
-            self.left_keys.clone(),
-            self.right_keys.clone(),
-            self.left_match.clone(),
-            self.right_match.clone(),
-            self.direction,
-            self.schema.clone(),
-        )?))
-    }
-
-    fn execute(&self, partition: usize, ctx: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
-        let left = self.left.execute(partition, ctx.clone())?;
-        let right = self.right.execute(partition, ctx)?;
-        let mut key_types = self
-            .left_keys
-            .iter()
-            .map(|e| e.data_type(&self.left.schema()).map(SortField::new))
-            .collect::<DfResult<Vec<_>>>()?;
-        if key_types.is_empty() {
-            key_types.push(SortField::new(DataType::Boolean));
-        }
-        let match_type = SortField::new(self.left_match.data_type(&self.left.schema())?);
-        // The right side's columns may be NOT NULL; its share of the output never is.
-        let right_schema = self.right.schema();
-        let nullable: Vec<_> = right_schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
-        let null_row = RecordBatch::try_new(
-            Arc::new(datafusion::arrow::datatypes::Schema::new(nullable)),
-            right_schema.fields().iter().map(|f| new_null_array(f.data_type(), 1)).collect(),
-        )?;
-        let merge = Merge {
-            right,
-            right_keys: self.right_keys.clone(),
-            right_match: self.right_match.clone(),
-            left_keys: self.left_keys.clone(),
-            left_match: self.left_match.clone(),
-            keys: RowConverter::new(key_types)?,
-            matches: RowConverter::new(vec![match_type])?,
-            direction: self.direction,
-            current: None,
-            seq: 0,
-            done: false,
-            candidate: None,
-            null_row,
-            schema: self.schema.clone(),
-        };
-        let schema = self.schema.clone();
-        let stream = futures::stream::try_unfold((left, merge), |(mut left, mut merge)| async move {
-            while let Some(batch) = left.next().await {
-                let batch = batch?;
-                if batch.num_rows() > 0 {
-                    let out = merge.join(&batch).await?;
-                    return Ok(Some((out, (left, merge))));
-                }
-            }
-            Ok(None)
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
-    }
-}
-
-/// One right batch with its keys and match values in comparable row form.
-struct RightBatch {
-    seq: usize,
-    batch: RecordBatch,
-    keys: Rows,
-    matches: Rows,
-    /// A row that can never match: a NULL key or a NULL match value.
-    unusable: Vec<bool>,
-}
-
-struct Candidate {
-    seq: usize,
-    batch: RecordBatch,
-    row: usize,
-    key: OwnedRow,
-}
-
-struct Merge {
-    right: SendableRecordBatchStream,
-    right_keys: Vec<Arc<dyn PhysicalExpr>>,
-    right_match: Arc<dyn PhysicalExpr>,
-    left_keys: Vec<Arc<dyn PhysicalExpr>>,
-    left_match: Arc<dyn PhysicalExpr>,
-    keys: RowConverter,
-    matches: RowConverter,
-    direction: Direction,
-    /// The right batch in hand and the position in it.
-    current: Option<(RightBatch, usize)>,
-    seq: usize,
-    done: bool,
-    /// Backward searches: the best right row so far for the key being merged.
-    candidate: Option<Candidate>,
-    null_row: RecordBatch,
-    schema: SchemaRef,
-}
-
-fn evaluate(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> DfResult<Vec<ArrayRef>> {
-    exprs.iter().map(|e| e.evaluate(batch)?.into_array(batch.num_rows())).collect()
-}
-
-/// Key columns in row form need at least one column: without ON, every row has the same key.
-fn evaluate_keys(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> DfResult<Vec<ArrayRef>> {
-    if exprs.is_empty() {
-        return Ok(vec![Arc::new(datafusion::arrow::array::BooleanArray::from(vec![true; batch.num_rows()]))]);
-    }
-    evaluate(exprs, batch)
-}
-
-fn unusable(arrays: &[ArrayRef], n: usize) -> Vec<bool> {
-    (0..n).map(|i| arrays.iter().any(|a| a.is_null(i))).collect()
-}
-
-impl Merge {
-    /// Makes sure a right row is in hand (reading the next batch if needed); false at the end.
-    async fn ensure_right(&mut self) -> DfResult<bool> {
-        loop {
-            if let Some((b, pos)) = &self.current {
-                if *pos < b.batch.num_rows() {
-                    return Ok(true);
-                }
-            }
-            if self.done {
-                return Ok(false);
-            }
-            match self.right.next().await {
-                None => {
-                    self.done = true;
-                    self.current = None;
-                }
-                Some(batch) => {
-                    let batch = batch?;
-                    let key_arrays = evaluate_keys(&self.right_keys, &batch)?;
-                    let match_array = evaluate(std::slice::from_ref(&self.right_match), &batch)?;
-                    let mut all = key_arrays.clone();
-                    all.extend(match_array.iter().cloned());
-                    self.seq += 1;
-                    let rb = RightBatch {
-                        seq: self.seq,
-                        keys: self.keys.convert_columns(&key_arrays)?,
-                        matches: self.matches.convert_columns(&match_array)?,
-                        unusable: unusable(&all, batch.num_rows()),
-                        batch,
-                    };
-                    self.current = Some((rb, 0));
-                }
-            }
-        }
-    }
-
-    async fn join(&mut self, left: &RecordBatch) -> DfResult<RecordBatch> {
-        let n = left.num_rows();
-        let key_arrays = evaluate_keys(&self.left_keys, left)?;
-        let match_array = evaluate(std::slice::from_ref(&self.left_match), left)?;
-        let lkeys = self.keys.convert_columns(&key_arrays)?;
-        let lmatches = self.matches.convert_columns(&match_array)?;
-        let mut all = key_arrays;
-        all.extend(match_array);
-        let skip = unusable(&all, n);
-
-        // Output rows are picked from slot 0 (a NULL row) or from the right batches seen.
-        let mut slots: Vec<RecordBatch> = vec![self.null_row.clone()];
-        let mut slot_of: HashMap<usize, usize> = HashMap::new();
-        let mut picks: Vec<(usize, usize)> = Vec::with_capacity(n);
-        for i in 0..n {
-            if skip[i] {
-                picks.push((0, 0));
-                continue;
-            }
-            let (key, value) = (lkeys.row(i), lmatches.row(i));
-            let found = if self.direction.backward {
-                while self.ensure_right().await? {
-                    let Some((rb, pos)) = &mut self.current else { break };
-                    let j = *pos;
-                    match rb.keys.row(j).cmp(&key) {
-                        Ordering::Less => *pos += 1,
-                        Ordering::Greater => break,
-                        Ordering::Equal => {
-                            let m = rb.matches.row(j).cmp(&value);
-                            let ok = if self.direction.inclusive { m != Ordering::Greater } else { m == Ordering::Less };
-                            if !ok {
-                                break;
-                            }
-                            if !rb.unusable[j] {
-                                self.candidate = Some(Candidate { seq: rb.seq, batch: rb.batch.clone(), row: j, key: rb.keys.row(j).owned() });
-                            }
-                            *pos += 1;
-                        }
-                    }
-                }
-                self.candidate.as_ref().filter(|c| c.key.row() == key).map(|c| (c.seq, c.batch.clone(), c.row))
-            } else {
-                let mut found = None;
-                while self.ensure_right().await? {
-                    let Some((rb, pos)) = &mut self.current else { break };
-                    let j = *pos;
-                    match rb.keys.row(j).cmp(&key) {
-                        Ordering::Less => *pos += 1,
-                        Ordering::Greater => break,
-                        Ordering::Equal => {
-                            let m = rb.matches.row(j).cmp(&value);
-                            let before = if self.direction.inclusive { m == Ordering::Less } else { m != Ordering::Greater };
-                            if before || rb.unusable[j] {
-                                *pos += 1;
-                            } else {
-                                found = Some((rb.seq, rb.batch.clone(), j));
-                                break;
-                            }
-                        }
-                    }
-                }
-                found
-            };
-            match found {
-                None => picks.push((0, 0)),
-                Some((seq, batch, row)) => {
-                    let slot = *slot_of.entry(seq).or_insert_with(|| {
-                        slots.push(batch);
-                        slots.len() - 1
-                    });
-                    picks.push((slot, row));
-                }
-            }
-        }
-        let mut columns: Vec<ArrayRef> = left.columns().to_vec();
-        for c in 0..self.null_row.num_columns() {
-            let arrays: Vec<&dyn datafusion::arrow::array::Array> = slots.iter().map(|b| b.column(c).as_ref()).collect();
-            columns.push(interleave(&arrays, &picks)?);
-        }
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
-    }
-}

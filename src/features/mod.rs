@@ -5,3 +5,4 @@
 //! operator) usable by any DataFusion session. Must not: know about the wire protocol or sessions.
 
 pub mod asof;
+pub mod asof_exec;
