@@ -98,6 +98,8 @@ impl Session {
         // historical_features promise to keep for their left side (the spine). Large files still
         // scan in parallel, split into byte ranges read in order.
         config.options_mut().optimizer.enable_round_robin_repartition = false;
+        // PostgreSQL honours ORDER BY in a subquery; a spine query's order is the output's.
+        config.options_mut().sql_parser.enable_subquery_sort_elimination = false;
         let ctx = SessionContext::new_with_config(config);
         let as_of = Arc::new(AsOf::default());
         ctx.register_catalog(CATALOG, Arc::new(WarehouseCatalog::new(warehouse.clone(), as_of.clone())));
@@ -222,6 +224,8 @@ impl Session {
             }
             Command::CreateDataset { name, query } => crate::datasets::create(self, &name, &query).await,
             Command::ReproduceDataset(name) => crate::datasets::reproduce(self, &name).await,
+            Command::CreateFeatureView(spec) => crate::features::views::create(self, spec).await,
+            Command::DropFeatureView { name, if_exists } => crate::features::views::drop(self, &name, if_exists).await,
             Command::Plan(stmt) => self.execute_plan(*stmt, params).await,
         }
     }
@@ -255,6 +259,8 @@ impl Session {
     async fn plan(&self, stmt: Statement) -> Result<(LogicalPlan, Vec<String>)> {
         self.warehouse.refresh().await?;
         let (stmt, partition_by) = take_partitioning(stmt);
+        let mut stmt = stmt;
+        crate::features::historical::expand(self, &mut stmt, None).await?;
         let mut stmt = self.resolve_versions(stmt).await?;
         sql::asof::rewrite(&mut stmt)?;
         let plan = self.ctx.state().statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;

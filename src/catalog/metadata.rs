@@ -26,11 +26,31 @@ pub fn datasets() -> (TableName, SchemaRef) {
     (TableName::new(METADATA_SCHEMA, "datasets"), Arc::new(schema))
 }
 
+/// `hindsight.feature_views`: one row per live feature view (DROP deletes it; the table's
+/// history keeps every definition there ever was).
+pub fn feature_views() -> (TableName, SchemaRef) {
+    let s = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
+    let schema = Schema::new(vec![
+        s("name", false),
+        s("source_kind", false),
+        s("source", false),
+        s("default_schema", false),
+        s("entity", false),
+        s("timestamp_column", false),
+        s("created_column", true),
+        s("ttl", true),
+        s("features", false),
+        Field::new("created_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        s("created_by", false),
+    ]);
+    (TableName::new(METADATA_SCHEMA, "feature_views"), Arc::new(schema))
+}
+
 impl Warehouse {
     /// Creates the metadata tables a warehouse lacks. Two servers opening a new warehouse at
     /// once race harmlessly: the loser finds the table there.
     pub async fn ensure_metadata_tables(&self) -> Result<()> {
-        for (name, schema) in [datasets()] {
+        for (name, schema) in [datasets(), feature_views()] {
             // create_table checks for the table first, so an existing one costs one lookup.
             match self.create_table(&name, &schema, &[]).await {
                 Ok(_) | Err(Error::DuplicateTable(_)) => {}

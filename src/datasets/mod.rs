@@ -23,6 +23,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::catalog::versions::PinnedVersions;
 use crate::catalog::{OneShotStream, TableName, metadata};
 use crate::error::{Error, Result};
+use crate::features::historical;
 use crate::session::{CATALOG, Output, Session, batch_output};
 use crate::sql::{parse_query, time_travel};
 use hash::ContentHasher;
@@ -87,7 +88,9 @@ pub async fn create(session: &Session, name: &ObjectName, query: &str) -> Result
     // Resolved once, before anything runs: writers committing meanwhile cannot skew the rows.
     let created_at = Utc::now();
     let mut pinned = PinnedVersions::new();
-    let parsed = parse_query(query)?;
+    let mut parsed = parse_query(query)?;
+    // Feature views' sources are tables the dataset reads too: expand, then pin them all.
+    historical::expand_query(session, &mut parsed, None).await?;
     for t in time_travel::unversioned_tables(&parsed, &default_schema)? {
         let v = session.warehouse().latest_version(&t).await?;
         pinned.insert(t.to_string(), v);
@@ -125,7 +128,10 @@ pub async fn reproduce(session: &Session, name: &ObjectName) -> Result<Output> {
         let (schema, name) = table.split_once('.').unwrap_or((record.default_schema.as_str(), table));
         session.warehouse().check_readable(&TableName::new(schema, name), *version).await?;
     }
-    let stream = run_pinned(session, parse_query(&record.query)?, &record.default_schema, &record.pinned).await?;
+    // Feature views as they were defined when the dataset was made.
+    let mut q = parse_query(&record.query)?;
+    historical::expand_query(session, &mut q, Some(record.created_at)).await?;
+    let stream = run_pinned(session, q, &record.default_schema, &record.pinned).await?;
     let schema = stream.schema();
     let mut hasher = ContentHasher::default();
     let mut stream = stream;

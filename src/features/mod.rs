@@ -1,8 +1,12 @@
-//! Point-in-time features: the ASOF JOIN operator (and, next, feature views,
-//! `historical_features` and `online_features`).
+//! Point-in-time features: the ASOF JOIN operator, feature views, `historical_features` and
+//! `online_features`.
 //!
-//! Owns: DataFusion extensions (a logical node, an analyzer rule, a physical planner and an
-//! operator) usable by any DataFusion session. Must not: know about the wire protocol or sessions.
+//! Owns: the DataFusion extensions behind ASOF JOIN (`asof`, `asof_exec`: usable by any
+//! DataFusion session), feature view definitions (`views`), the expansion of
+//! `historical_features(...)` into ASOF JOINs (`historical`), and the in-memory latest-value index
+//! behind `online_features(...)` (`online`). Must not: speak the wire protocol.
 
 pub mod asof;
 pub mod asof_exec;
+pub mod historical;
+pub mod views;

@@ -19,7 +19,7 @@ use crate::catalog::TableName;
 use crate::copy::CopyOptions;
 use crate::error::{Error, Result};
 
-pub use parser::{Statement, parse, parse_query};
+pub use parser::{FeatureViewSpec, Statement, ViewSource, parse, parse_query};
 
 /// Parses text that must be exactly one statement (the extended protocol's Parse message).
 pub fn parse_one(sql: &str) -> Result<Option<Statement>> {
@@ -48,6 +48,8 @@ pub enum Command {
     Vacuum { table: ObjectName, retain_hours: Option<u64>, dry_run: bool },
     CreateDataset { name: ObjectName, query: String },
     ReproduceDataset(ObjectName),
+    CreateFeatureView(FeatureViewSpec),
+    DropFeatureView { name: String, if_exists: bool },
     /// Everything DataFusion plans: queries, DML, DDL, EXPLAIN.
     Plan(Box<ast::Statement>),
 }
@@ -72,22 +74,29 @@ pub fn classify(stmt: Statement) -> Result<Command> {
         Statement::ReproduceDataset { name } => return Ok(Command::ReproduceDataset(name)),
         Statement::DescribeHistory { table, limit } => return Ok(Command::DescribeHistory { table, limit }),
         Statement::Vacuum { table, retain_hours, dry_run } => return Ok(Command::Vacuum { table, retain_hours, dry_run }),
+        Statement::CreateFeatureView(spec) => return Ok(Command::CreateFeatureView(spec)),
+        Statement::DropFeatureView { name, if_exists } => return Ok(Command::DropFeatureView { name, if_exists }),
+        // A query over the definitions, so it reads AS OF like any table.
+        Statement::ShowFeatureViews => match parse_one(crate::features::views::SHOW_SQL)? {
+            Some(Statement::Sql(s)) => *s,
+            _ => return Err(Error::Config("SHOW FEATURE VIEWS: bad internal query".into())),
+        },
     };
     classify_sql(stmt)
 }
 
 fn classify_sql(stmt: ast::Statement) -> Result<Command> {
-    use ast::Statement;
+    use ast::Statement as S;
     Ok(match stmt {
-        Statement::StartTransaction { .. } => Command::Transaction(TransactionKind::Begin),
-        Statement::Commit { .. } => Command::Transaction(TransactionKind::Commit),
-        Statement::Rollback { savepoint: None, .. } => Command::Transaction(TransactionKind::Rollback),
-        Statement::Set(set) => classify_set(set)?,
-        Statement::Reset(r) => match r.reset {
+        S::StartTransaction { .. } => Command::Transaction(TransactionKind::Begin),
+        S::Commit { .. } => Command::Transaction(TransactionKind::Commit),
+        S::Rollback { savepoint: None, .. } => Command::Transaction(TransactionKind::Rollback),
+        S::Set(set) => classify_set(set)?,
+        S::Reset(r) => match r.reset {
             Reset::ALL => Command::Reset(None),
             Reset::ConfigurationParameter(name) => Command::Reset(Some(normalize_setting(&object_name_text(&name)))),
         },
-        Statement::ShowVariable { variable } => {
+        S::ShowVariable { variable } => {
             let words: Vec<String> = variable.iter().map(|i| i.value.clone()).collect();
             // `SHOW TIME ZONE` is words; `SHOW hindsight.as_of` arrives as two identifiers too.
             let spaced = words.join(" ").to_ascii_lowercase();
@@ -95,12 +104,14 @@ fn classify_sql(stmt: ast::Statement) -> Result<Command> {
             let name = if multi_word.contains(&spaced.as_str()) { words.join(" ") } else { words.join(".") };
             if name.eq_ignore_ascii_case("tables") {
                 Command::ShowTables
+            } else if spaced == "feature views" {
+                return classify(Statement::ShowFeatureViews);
             } else {
                 Command::Show(normalize_setting(&name))
             }
         }
-        Statement::ShowTables { .. } => Command::ShowTables,
-        Statement::Copy { source, to, target, options, legacy_options, values } => {
+        S::ShowTables { .. } => Command::ShowTables,
+        S::Copy { source, to, target, options, legacy_options, values } => {
             let options = CopyOptions::from_ast(&options, &legacy_options)?;
             match (to, target, source) {
                 (false, CopyTarget::Stdin, CopySource::Table { table_name, columns }) => {
@@ -122,14 +133,14 @@ fn classify_sql(stmt: ast::Statement) -> Result<Command> {
             }
         }
         // Plain `VACUUM t` parses as PostgreSQL; it means ours.
-        Statement::Vacuum(v) => match v.table_name {
+        S::Vacuum(v) => match v.table_name {
             Some(table) if !v.full && !v.sort_only && !v.delete_only && !v.reindex && !v.recluster && v.threshold.is_none() => {
                 Command::Vacuum { table, retain_hours: None, dry_run: false }
             }
             _ => return Err(Error::FeatureNotSupported("VACUUM takes a table: VACUUM t [RETAIN n HOURS] [DRY RUN]".into())),
         },
-        Statement::Discard { .. } => Command::NoOp("DISCARD ALL"),
-        Statement::Deallocate { .. } => Command::NoOp("DEALLOCATE"),
+        S::Discard { .. } => Command::NoOp("DISCARD ALL"),
+        S::Deallocate { .. } => Command::NoOp("DEALLOCATE"),
         other => Command::Plan(Box::new(other)),
     })
 }

@@ -35,6 +35,31 @@ pub enum Statement {
     DescribeHistory { table: ObjectName, limit: Option<u64> },
     /// `VACUUM t [RETAIN n HOURS] [DRY RUN]`
     Vacuum { table: ObjectName, retain_hours: Option<u64>, dry_run: bool },
+    /// `CREATE FEATURE VIEW name ON table | AS query ENTITY (k, ...) TIMESTAMP ts [CREATED c]
+    /// [TTL [INTERVAL] '...']`
+    CreateFeatureView(FeatureViewSpec),
+    /// `DROP FEATURE VIEW [IF EXISTS] name`
+    DropFeatureView { name: String, if_exists: bool },
+    /// `SHOW FEATURE VIEWS`
+    ShowFeatureViews,
+}
+
+/// A feature view as written; `features::views` validates it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureViewSpec {
+    pub name: String,
+    pub source: ViewSource,
+    pub entity: Vec<String>,
+    pub timestamp: String,
+    pub created: Option<String>,
+    pub ttl: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ViewSource {
+    Table(ObjectName),
+    /// The query's text as written.
+    Query(String),
 }
 
 impl From<ast::Statement> for Statement {
@@ -94,6 +119,16 @@ fn parse_statement(parser: &mut Parser, sql: &str) -> Result<Statement> {
         let limit = if parser.parse_keyword(Keyword::LIMIT) { Some(parser.parse_literal_uint()?) } else { None };
         return Ok(Statement::DescribeHistory { table, limit });
     }
+    if words(parser, &["CREATE", "FEATURE", "VIEW"]) {
+        return Ok(Statement::CreateFeatureView(feature_view(parser, sql)?));
+    }
+    if words(parser, &["DROP", "FEATURE", "VIEW"]) {
+        let if_exists = words(parser, &["IF", "EXISTS"]);
+        return Ok(Statement::DropFeatureView { name: crate::sql::normalize_ident(&parser.parse_identifier()?), if_exists });
+    }
+    if words(parser, &["SHOW", "FEATURE", "VIEWS"]) {
+        return Ok(Statement::ShowFeatureViews);
+    }
     if words(parser, &["VACUUM"]) {
         let table = parser.parse_object_name(true)?;
         let retain_hours = if words(parser, &["RETAIN"]) {
@@ -109,6 +144,57 @@ fn parse_statement(parser: &mut Parser, sql: &str) -> Result<Statement> {
         return Ok(Statement::Vacuum { table, retain_hours, dry_run });
     }
     Ok(PG.rewrite(parser.parse_statement()?).into())
+}
+
+fn feature_view(parser: &mut Parser, sql: &str) -> Result<FeatureViewSpec> {
+    let ident = |parser: &mut Parser| -> Result<String> { Ok(crate::sql::normalize_ident(&parser.parse_identifier()?)) };
+    let name = ident(parser)?;
+    let source = if parser.parse_keyword(Keyword::ON) {
+        ViewSource::Table(parser.parse_object_name(true)?)
+    } else if parser.parse_keyword(Keyword::AS) {
+        // The query runs up to the ENTITY clause: find it by tokens, outside parentheses, since
+        // a query parser would take `ENTITY (k)` for a table alias.
+        let start = parser.peek_token_ref().span.start;
+        let mut depth = 0i32;
+        loop {
+            let t = parser.peek_token_ref();
+            match &t.token {
+                Token::EOF => return Err(Error::Syntax("CREATE FEATURE VIEW ... AS <query> needs ENTITY (...) after the query".into())),
+                Token::Word(w) if depth == 0 && w.quote_style.is_none() && w.value.eq_ignore_ascii_case("ENTITY") => break,
+                Token::LParen => depth += 1,
+                Token::RParen => depth -= 1,
+                _ => {}
+            }
+            parser.next_token();
+        }
+        let end = parser.peek_token_ref().span.start;
+        let text = slice(sql, start, end).trim().to_string();
+        parse_query(&text)?;
+        ViewSource::Query(text)
+    } else {
+        return Err(parser.expected::<()>("ON table or AS query", parser.peek_token()).unwrap_err().into());
+    };
+    if !words(parser, &["ENTITY"]) {
+        return Err(parser.expected::<()>("ENTITY (key, ...)", parser.peek_token()).unwrap_err().into());
+    }
+    parser.expect_token(&Token::LParen)?;
+    let mut entity = vec![ident(parser)?];
+    while parser.consume_token(&Token::Comma) {
+        entity.push(ident(parser)?);
+    }
+    parser.expect_token(&Token::RParen)?;
+    if !words(parser, &["TIMESTAMP"]) {
+        return Err(parser.expected::<()>("TIMESTAMP column", parser.peek_token()).unwrap_err().into());
+    }
+    let timestamp = ident(parser)?;
+    let created = if words(parser, &["CREATED"]) { Some(ident(parser)?) } else { None };
+    let ttl = if words(parser, &["TTL"]) {
+        words(parser, &["INTERVAL"]);
+        Some(parser.parse_literal_string()?)
+    } else {
+        None
+    };
+    Ok(FeatureViewSpec { name, source, entity, timestamp, created, ttl })
 }
 
 /// Consumes the given words (keywords or not, any case) if the next tokens are exactly these.
@@ -236,5 +322,20 @@ mod tests {
         }
         assert!(matches!(&s[2], Statement::DescribeHistory { limit: Some(3), .. }));
         assert!(matches!(&s[3], Statement::Vacuum { retain_hours: Some(168), dry_run: true, .. }));
+    }
+
+    #[test]
+    fn feature_views() {
+        let sql = "CREATE FEATURE VIEW Driver AS SELECT d.id, (x + 1) AS y FROM t d WHERE d.x IN (1, 2) ENTITY (id) TIMESTAMP ts CREATED c TTL INTERVAL '30 days'; \
+                   create feature view v2 on public.t entity (a, \"B\") timestamp ts; DROP FEATURE VIEW IF EXISTS v2; SHOW FEATURE VIEWS";
+        let s = parse(sql).unwrap();
+        let Statement::CreateFeatureView(v) = &s[0] else { panic!("{:?}", s[0]) };
+        assert_eq!(v.name, "driver");
+        assert_eq!(v.source, ViewSource::Query("SELECT d.id, (x + 1) AS y FROM t d WHERE d.x IN (1, 2)".into()));
+        assert_eq!((v.created.as_deref(), v.ttl.as_deref()), (Some("c"), Some("30 days")));
+        let Statement::CreateFeatureView(v) = &s[1] else { panic!() };
+        assert_eq!(v.entity, ["a", "B"]);
+        assert!(matches!(&s[2], Statement::DropFeatureView { if_exists: true, .. }));
+        assert!(matches!(&s[3], Statement::ShowFeatureViews));
     }
 }

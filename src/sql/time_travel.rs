@@ -130,6 +130,13 @@ pub fn pin(q: &mut Query, pinned: &PinnedVersions, default_schema: &str) -> Resu
     }
 }
 
+/// Qualifies the name of every unversioned warehouse table of a query.
+pub fn qualify(q: &mut Query, default_schema: &str) -> Result<()> {
+    visit_unversioned(q, default_schema, &mut |table, name, _| {
+        *name = ObjectName::from(vec![Ident::with_quote('"', table.schema), Ident::with_quote('"', table.table)]);
+    })
+}
+
 fn visit_unversioned(
     q: &mut Query,
     default_schema: &str,

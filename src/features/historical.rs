@@ -1,0 +1,242 @@
+//! `historical_features(spine, 'view.feature' | 'view.*', ... [, timestamp => 'column'])`:
+//! expanded before planning into a derived table of ASOF JOINs, one per feature view, so the
+//! training path is plain SQL over the same operator as `ASOF JOIN`:
+//!
+//! ```sql
+//! (SELECT s.*, CASE WHEN v0.ts > s.ts - INTERVAL '<ttl>' THEN v0.f END AS "view__f", ...
+//!  FROM (<spine>) s
+//!  ASOF JOIN (<view source>) v0 MATCH_CONDITION (s.ts >= v0.ts)
+//!    ON s.k = v0.k AND __hs_asof_created(s.ts >= v0.created)
+//!  ...)
+//! ```
+//!
+//! The operator keeps the spine's row order and yields each spine row once; the CREATED marker
+//! hides rows created after the spine time and breaks event-time ties by latest creation.
+
+use std::ops::ControlFlow;
+
+use chrono::{DateTime, Utc};
+use datafusion::sql::sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, ObjectNamePart, Query, Statement, TableAlias, TableFactor, Value,
+    ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
+};
+
+use super::views::{self, FeatureView};
+use crate::error::{Error, Result};
+use crate::session::Session;
+use crate::sql::parse_query;
+
+pub const FUNCTION: &str = "historical_features";
+
+/// Expands every `historical_features(...)` in a statement. `views_at` reads the feature view
+/// definitions as of that instant (a dataset being reproduced) instead of the session's view.
+pub async fn expand(session: &Session, stmt: &mut Statement, views_at: Option<DateTime<Utc>>) -> Result<()> {
+    // A spine may itself call historical_features; each round expands one level.
+    for _ in 0..8 {
+        let calls = calls(stmt);
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let mut derived = Vec::with_capacity(calls.len());
+        for args in &calls {
+            derived.push(expansion(session, args, views_at).await?);
+        }
+        replace(stmt, derived);
+    }
+    Err(Error::FeatureNotSupported("historical_features is nested too deeply".into()))
+}
+
+/// Expands the calls of a query (a dataset's).
+pub async fn expand_query(session: &Session, q: &mut Box<Query>, views_at: Option<DateTime<Utc>>) -> Result<()> {
+    let mut stmt = Statement::Query(q.clone());
+    expand(session, &mut stmt, views_at).await?;
+    if let Statement::Query(expanded) = stmt {
+        *q = expanded;
+    }
+    Ok(())
+}
+
+fn is_call(f: &TableFactor) -> Option<&Vec<FunctionArg>> {
+    match f {
+        TableFactor::Table { name, args: Some(args), .. } => match name.0.last() {
+            Some(ObjectNamePart::Identifier(i)) if i.value.eq_ignore_ascii_case(FUNCTION) => Some(&args.args),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn calls(stmt: &Statement) -> Vec<Vec<FunctionArg>> {
+    struct Calls(Vec<Vec<FunctionArg>>);
+    impl Visitor for Calls {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
+            if let Some(args) = is_call(f) {
+                self.0.push(args.clone());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut c = Calls(Vec::new());
+    let _ = stmt.visit(&mut c);
+    c.0
+}
+
+/// Puts the expansions in place of the calls, in the order `calls` found them.
+fn replace(stmt: &mut Statement, derived: Vec<Box<Query>>) {
+    struct Replace(std::vec::IntoIter<Box<Query>>);
+    impl VisitorMut for Replace {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, f: &mut TableFactor) -> ControlFlow<()> {
+            if is_call(f).is_some() {
+                let alias = match f {
+                    TableFactor::Table { alias, .. } => alias.take(),
+                    _ => None,
+                };
+                if let Some(subquery) = self.0.next() {
+                    *f = TableFactor::Derived {
+                        lateral: false,
+                        subquery,
+                        sample: None,
+                        alias: Some(alias.unwrap_or_else(|| TableAlias { name: FUNCTION.into(), columns: vec![], explicit: true, at: None })),
+                    };
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = stmt.visit(&mut Replace(derived.into_iter()));
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn string_arg(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(s), .. }) => Some(s),
+        _ => None,
+    }
+}
+
+fn usage() -> Error {
+    Error::Syntax(format!(
+        "usage: {FUNCTION}(spine, 'view.feature' | 'view.*', ... [, timestamp => 'column']), where spine is a table \
+         name or a quoted query"
+    ))
+}
+
+async fn expansion(session: &Session, args: &[FunctionArg], views_at: Option<DateTime<Utc>>) -> Result<Box<Query>> {
+    let mut spine = None;
+    let mut wanted: Vec<(String, String)> = Vec::new();
+    let mut spine_ts = "ts".to_string();
+    for a in args {
+        match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) if spine.is_none() => {
+                spine = Some(match (e, string_arg(e)) {
+                    (_, Some(s)) if parse_query(s).is_ok() => s.to_string(),
+                    (_, Some(s)) => format!("SELECT * FROM {s}"),
+                    (Expr::Identifier(_) | Expr::CompoundIdentifier(_), _) => format!("SELECT * FROM {e}"),
+                    _ => return Err(usage()),
+                });
+            }
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
+                let s = string_arg(e).ok_or_else(usage)?;
+                let (view, feature) = s.split_once('.').ok_or_else(|| {
+                    Error::Syntax(format!("{FUNCTION}: '{s}' names no view; write 'view.feature' or 'view.*'"))
+                })?;
+                wanted.push((view.to_string(), feature.to_string()));
+            }
+            FunctionArg::ExprNamed { name: Expr::Identifier(name), arg: FunctionArgExpr::Expr(e), .. }
+            | FunctionArg::Named { name, arg: FunctionArgExpr::Expr(e), .. }
+                if ["timestamp", "ts"].contains(&name.value.to_ascii_lowercase().as_str()) =>
+            {
+                spine_ts = string_arg(e).ok_or_else(usage)?.to_string();
+            }
+            _ => return Err(usage()),
+        }
+    }
+    let spine = spine.ok_or_else(usage)?;
+    if wanted.is_empty() {
+        return Err(usage());
+    }
+    let spine_columns = columns_of(session, &spine).await?;
+    let spine_has = |c: &str| spine_columns.iter().any(|s| s == c);
+    if !spine_has(&spine_ts) {
+        return Err(Error::UndefinedColumn(format!(
+            "{FUNCTION}: the spine has no timestamp column \"{spine_ts}\" (its columns: {}); name it with timestamp => 'column'",
+            spine_columns.join(", ")
+        )));
+    }
+
+    // One ASOF JOIN per view, in order of first mention; features in the order asked.
+    let mut joins: Vec<(FeatureView, Vec<String>)> = Vec::new();
+    let mut select: Vec<String> = vec!["\"__hs_s\".*".into()];
+    for (view_name, feature) in &wanted {
+        let view_name = view_name.to_ascii_lowercase();
+        let at = match joins.iter().position(|(v, _)| v.name == view_name) {
+            Some(i) => i,
+            None => {
+                let view = views::load(session, &view_name, views_at).await?.ok_or_else(|| views::undefined(&view_name))?;
+                for k in &view.entity {
+                    if !spine_has(k) {
+                        return Err(Error::UndefinedColumn(format!(
+                            "{FUNCTION}: the spine has no column \"{k}\", an entity key of feature view {view_name} (spine columns: {})",
+                            spine_columns.join(", ")
+                        )));
+                    }
+                }
+                let all = view.features(&views::source_schema(session, &view).await?);
+                joins.push((view, all));
+                joins.len() - 1
+            }
+        };
+        let (view, all) = &joins[at];
+        let chosen: Vec<String> = if feature == "*" {
+            all.clone()
+        } else if all.contains(feature) {
+            vec![feature.clone()]
+        } else {
+            return Err(Error::UndefinedColumn(format!(
+                "feature view {view_name} has no feature \"{feature}\"; its features are {}",
+                all.join(", ")
+            )));
+        };
+        let v = format!("\"__hs_v{at}\"");
+        for f in chosen {
+            let value = format!("{v}.{}", quote(&f));
+            let value = match &view.ttl {
+                Some(ttl) => format!(
+                    "CASE WHEN {v}.{} > \"__hs_s\".{} - INTERVAL '{}' THEN {value} END",
+                    quote(&view.timestamp),
+                    quote(&spine_ts),
+                    ttl.replace('\'', "''")
+                ),
+                None => value,
+            };
+            select.push(format!("{value} AS {}", quote(&format!("{}__{f}", view.name))));
+        }
+    }
+    let s_ts = format!("\"__hs_s\".{}", quote(&spine_ts));
+    let mut from = format!("({spine}) AS \"__hs_s\"");
+    for (i, (view, _)) in joins.iter().enumerate() {
+        let v = format!("\"__hs_v{i}\"");
+        let mut on: Vec<String> = view.entity.iter().map(|k| format!("\"__hs_s\".{} = {v}.{}", quote(k), quote(k))).collect();
+        if let Some(c) = &view.created {
+            on.push(format!("{}({s_ts} >= {v}.{})", super::asof::CREATED_MARKER, quote(c)));
+        }
+        from.push_str(&format!(
+            " ASOF JOIN ({}) AS {v} MATCH_CONDITION ({s_ts} >= {v}.{}) ON {}",
+            view.source_sql()?,
+            quote(&view.timestamp),
+            on.join(" AND ")
+        ));
+    }
+    parse_query(&format!("SELECT {} FROM {from}", select.join(", ")))
+}
+
+/// The column names of a query's result.
+async fn columns_of(session: &Session, query: &str) -> Result<Vec<String>> {
+    let plan = Box::pin(session.plan_query(Statement::Query(parse_query(query)?))).await?;
+    Ok(plan.schema().fields().iter().map(|f| f.name().clone()).collect())
+}
