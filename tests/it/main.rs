@@ -9,6 +9,7 @@ mod copy;
 mod datasets;
 mod process;
 mod errors;
+mod features;
 mod history;
 mod psql;
 mod slt;
