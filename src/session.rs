@@ -122,6 +122,10 @@ impl Session {
         for udf in crate::features::asof::marker_udfs() {
             ctx.register_udf(udf);
         }
+        ctx.register_udtf(
+            crate::features::online::FUNCTION,
+            Arc::new(crate::features::online::OnlineFunction::new(warehouse.clone())),
+        );
         Ok(Self { warehouse, ctx, settings, as_of })
     }
 
@@ -144,6 +148,11 @@ impl Session {
     /// The connected user (the startup message's `user`), for what the session records.
     pub fn user(&self) -> String {
         self.settings.get("session_user").unwrap_or_else(|| crate::config::DATABASE.to_string())
+    }
+
+    /// The instant `hindsight.as_of` reads the warehouse at, if set.
+    pub fn as_of(&self) -> Option<DateTime<Utc>> {
+        self.as_of.get()
     }
 
     /// Refuses a write while the session reads the past.
@@ -226,6 +235,7 @@ impl Session {
             Command::ReproduceDataset(name) => crate::datasets::reproduce(self, &name).await,
             Command::CreateFeatureView(spec) => crate::features::views::create(self, spec).await,
             Command::DropFeatureView { name, if_exists } => crate::features::views::drop(self, &name, if_exists).await,
+            Command::OnlineFeatures(args) => batch_output(crate::features::online::lookup(self, &args, params.as_deref()).await?),
             Command::Plan(stmt) => self.execute_plan(*stmt, params).await,
         }
     }
@@ -251,6 +261,10 @@ impl Session {
             Command::ReproduceDataset(_) => {
                 Ok(Description { params: vec![], result: Some(crate::datasets::reproduce_schema()) })
             }
+            Command::OnlineFeatures(args) => {
+                let (schema, params) = crate::features::online::describe(self, &args).await?;
+                Ok(Description { params, result: Some(schema) })
+            }
             _ => Ok(Description::default()),
         }
     }
@@ -261,6 +275,7 @@ impl Session {
         let (stmt, partition_by) = take_partitioning(stmt);
         let mut stmt = stmt;
         crate::features::historical::expand(self, &mut stmt, None).await?;
+        crate::features::online::prepare(self, &stmt).await?;
         let mut stmt = self.resolve_versions(stmt).await?;
         sql::asof::rewrite(&mut stmt)?;
         let plan = self.ctx.state().statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;

@@ -310,6 +310,52 @@ async fn read_commit(table: &DeltaTable, version: u64) -> Result<Option<Commit>>
     Ok(Some(commit))
 }
 
+/// What commits after some version did to a table, as far as a reader that only wants new rows
+/// cares.
+#[derive(Debug, Default)]
+pub struct Appended {
+    /// Data files added, as paths relative to the table root (URL-decoded).
+    pub files: Vec<object_store::path::Path>,
+    /// False if any commit removed data, changed the schema, or wrote a partitioned file: the
+    /// new rows alone do not describe the change.
+    pub append_only: bool,
+}
+
+impl Warehouse {
+    /// The data files commits `from + 1 ..= to` added, and whether they only appended.
+    pub async fn appended(&self, name: &TableName, from: u64, to: u64) -> Result<Appended> {
+        let table = self.unloaded(name)?;
+        let mut out = Appended { files: Vec::new(), append_only: true };
+        for version in from + 1..=to {
+            let Some(bytes) = table.log_store().read_commit_entry(version).await? else {
+                out.append_only = false;
+                continue;
+            };
+            for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let Ok(Value::Object(action)) = serde_json::from_slice::<Value>(line) else { continue };
+                if let Some(add) = action.get("add") {
+                    let partitioned = add.get("partitionValues").and_then(Value::as_object).is_some_and(|p| !p.is_empty());
+                    match add.get("path").and_then(Value::as_str).map(object_store::path::Path::from_url_path) {
+                        Some(Ok(path)) if !partitioned => out.files.push(path),
+                        _ => out.append_only = false,
+                    }
+                } else if action.get("remove").and_then(|r| r.get("dataChange")).and_then(Value::as_bool) != Some(false)
+                    && action.contains_key("remove")
+                    || action.contains_key("metaData")
+                {
+                    out.append_only = false;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The object store rooted at a table, to read its data files directly.
+    pub fn table_store(&self, name: &TableName) -> Result<deltalake::logstore::ObjectStoreRef> {
+        Ok(self.unloaded(name)?.log_store().object_store(None))
+    }
+}
+
 /// The `{table: version}` map of a dataset, in a stable order.
 pub type PinnedVersions = std::collections::BTreeMap<String, u64>;
 

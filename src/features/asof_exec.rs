@@ -284,20 +284,20 @@ struct Pick {
 const NONE: u32 = u32::MAX;
 
 /// Breaks exact ties on (match value, created) by the right rows' other columns.
-struct Ties {
+pub(crate) struct Ties {
     conv: RowConverter,
     columns: Vec<usize>,
 }
 
 impl Ties {
-    fn new(schema: &Schema) -> DfResult<Self> {
+    pub(crate) fn new(schema: &Schema) -> DfResult<Self> {
         let columns: Vec<usize> =
             (0..schema.fields().len()).filter(|&i| RowConverter::supports_fields(&[SortField::new(schema.field(i).data_type().clone())])).collect();
         let conv = RowConverter::new(columns.iter().map(|&i| SortField::new(schema.field(i).data_type().clone())).collect())?;
         Ok(Self { conv, columns })
     }
 
-    fn greater(&self, a: (&RecordBatch, usize), b: (&RecordBatch, usize)) -> DfResult<bool> {
+    pub(crate) fn greater(&self, a: (&RecordBatch, usize), b: (&RecordBatch, usize)) -> DfResult<bool> {
         let row = |(batch, i): (&RecordBatch, usize)| -> DfResult<_> {
             let cols: Vec<ArrayRef> = self.columns.iter().map(|&c| batch.column(c).slice(i, 1)).collect();
             Ok(self.conv.convert_columns(&cols)?)

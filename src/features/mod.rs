@@ -9,4 +9,5 @@
 pub mod asof;
 pub mod asof_exec;
 pub mod historical;
+pub mod online;
 pub mod views;

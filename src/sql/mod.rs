@@ -50,6 +50,8 @@ pub enum Command {
     ReproduceDataset(ObjectName),
     CreateFeatureView(FeatureViewSpec),
     DropFeatureView { name: String, if_exists: bool },
+    /// `SELECT * FROM online_features(...)`: answered from the index, without planning.
+    OnlineFeatures(Vec<ast::FunctionArg>),
     /// Everything DataFusion plans: queries, DML, DDL, EXPLAIN.
     Plan(Box<ast::Statement>),
 }
@@ -87,6 +89,9 @@ pub fn classify(stmt: Statement) -> Result<Command> {
 
 fn classify_sql(stmt: ast::Statement) -> Result<Command> {
     use ast::Statement as S;
+    if let Some(args) = crate::features::online::direct_call(&stmt) {
+        return Ok(Command::OnlineFeatures(args));
+    }
     Ok(match stmt {
         S::StartTransaction { .. } => Command::Transaction(TransactionKind::Begin),
         S::Commit { .. } => Command::Transaction(TransactionKind::Commit),
