@@ -44,7 +44,21 @@ const FIXTURES: &[Fixture] = &[
     },
 ];
 
-/// Writes every demo table that does not exist yet; returns the names of those written.
+/// The demo's feature views: an applicant's running spend (the transform pattern: a query over
+/// raw transactions serves training and serving alike) and their profile.
+const FEATURE_VIEWS: &[&str] = &[
+    "CREATE FEATURE VIEW applicant_spend AS \
+     SELECT applicant_id, ts, \
+            sum(amount) OVER (PARTITION BY applicant_id ORDER BY ts, transaction_id) AS total_spend, \
+            count(*) OVER (PARTITION BY applicant_id ORDER BY ts, transaction_id) AS transactions, \
+            merchant_category AS last_category \
+     FROM transactions \
+     ENTITY (applicant_id) TIMESTAMP ts TTL INTERVAL '90 days'",
+    "CREATE FEATURE VIEW applicant_profile ON applicants ENTITY (applicant_id) TIMESTAMP signup_date",
+];
+
+/// Writes every demo table and feature view that does not exist yet; returns the names of those
+/// written.
 pub async fn write(warehouse: &std::sync::Arc<Warehouse>) -> Result<Vec<String>> {
     let session = Session::new(warehouse.clone())?;
     let mut written = Vec::new();
@@ -62,6 +76,13 @@ pub async fn write(warehouse: &std::sync::Arc<Warehouse>) -> Result<Vec<String>>
         let rows = upload.finish().await?;
         tracing::info!(table = f.table, rows, "demo table written");
         written.push(format!("{} ({rows} rows)", f.table));
+    }
+    for ddl in FEATURE_VIEWS {
+        match session.run_sql(ddl).await {
+            Ok(_) => written.push(format!("feature view {}", ddl.split_whitespace().nth(3).unwrap_or_default())),
+            Err(Error::DuplicateObject(_)) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(written)
 }

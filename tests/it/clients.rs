@@ -51,3 +51,15 @@ async fn the_content_hash_agrees_with_an_independent_implementation() {
         run_script(&server, "hash_check.py", &[seed]).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_training_walkthrough_runs_against_the_demo_warehouse() {
+    if !python_has("psycopg, pandas") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wh = hindsight::catalog::Warehouse::open(dir.path().to_str().expect("utf8")).await.expect("open");
+    hindsight::demo::write(&wh).await.expect("demo");
+    let server = TestServer::on(dir.path()).await;
+    run_script(&server, "training_walkthrough.py", &[]).await;
+}
