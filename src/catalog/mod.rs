@@ -311,7 +311,7 @@ fn register_object_stores() {
 }
 
 /// Delta stores fewer types than Arrow: strings are plain UTF-8, timestamps are microseconds,
-/// integers are signed. Anything else DataFusion produces is widened to the nearest Delta type.
+/// integers are signed, zoned timestamps are UTC. Anything else DataFusion produces is widened to the nearest Delta type.
 pub fn delta_compatible_schema(schema: &Schema) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
@@ -329,7 +329,9 @@ fn delta_type(t: &DataType) -> DataType {
         DataType::UInt16 => DataType::Int32,
         DataType::UInt32 | DataType::UInt64 => DataType::Int64,
         DataType::Float16 => DataType::Float32,
-        DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+        // Delta's `timestamp` is an instant, which Arrow spells with any zone: Delta wants "UTC".
+        DataType::Timestamp(_, Some(_)) => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        DataType::Timestamp(_, None) => DataType::Timestamp(TimeUnit::Microsecond, None),
         DataType::Date64 => DataType::Date32,
         DataType::Dictionary(_, v) => delta_type(v),
         DataType::List(f) | DataType::LargeList(f) | DataType::ListView(f) | DataType::LargeListView(f) => {
