@@ -68,6 +68,9 @@ struct ViewIndex {
 impl OnlineStore {
     pub fn of(warehouse: &Arc<Warehouse>) -> Arc<OnlineStore> {
         let mut stores = STORES.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = stores.get(warehouse.root().as_str()) {
+            return s.clone();
+        }
         stores
             .entry(warehouse.root().to_string())
             .or_insert_with(|| {
@@ -180,6 +183,7 @@ pub struct Snapshot {
     rows: Vec<RecordBatch>,
     slots: HashMap<Box<[u8]>, Slot>,
     kept_rows: usize,
+    conv: RowConverter,
     /// The source tables and the versions indexed.
     versions: PinnedVersions,
 }
@@ -218,8 +222,10 @@ impl Snapshot {
             rows: Vec::new(),
             slots: HashMap::new(),
             kept_rows: 0,
+            conv: RowConverter::new(vec![])?,
             versions,
         };
+        s.conv = s.key_converter()?;
         let mut stream = session.context().execute_logical_plan(plan).await?.execute_stream().await?;
         let ties = Ties::new(&source)?;
         while let Some(batch) = stream.next().await {
@@ -242,7 +248,7 @@ impl Snapshot {
                 let (name, to) = (table_name(t)?, latest[t]);
                 let appended = session.warehouse().appended(&name, from, to).await?;
                 if appended.append_only {
-                    let mut next = self.clone_for_update();
+                    let mut next = self.clone_for_update()?;
                     next.versions = latest;
                     let store = session.warehouse().table_store(&name)?;
                     let ties = Ties::new(&self.source)?;
@@ -263,8 +269,8 @@ impl Snapshot {
         Ok(Some(Snapshot::build(session, self.view.clone()).await?))
     }
 
-    fn clone_for_update(&self) -> Snapshot {
-        Snapshot {
+    fn clone_for_update(&self) -> Result<Snapshot> {
+        Ok(Snapshot {
             view: self.view.clone(),
             schema: self.schema.clone(),
             source: self.source.clone(),
@@ -275,8 +281,9 @@ impl Snapshot {
             rows: self.rows.clone(),
             slots: self.slots.clone(),
             kept_rows: self.kept_rows,
+            conv: self.key_converter()?,
             versions: self.versions.clone(),
-        }
+        })
     }
 
     fn key_converter(&self) -> Result<RowConverter> {
@@ -285,9 +292,8 @@ impl Snapshot {
 
     /// Folds rows in: each replaces its entity's kept row if it is later by the module doc's rule.
     fn absorb(&mut self, batch: RecordBatch, ties: &Ties) -> Result<()> {
-        let conv = self.key_converter()?;
         let key_arrays: Vec<ArrayRef> = self.keys.iter().map(|&i| batch.column(i).clone()).collect();
-        let keys = conv.convert_columns(&key_arrays)?;
+        let keys = self.conv.convert_columns(&key_arrays)?;
         let ts = cast(batch.column(self.ts), &DataType::Int64)?;
         let ts = ts.as_primitive::<Int64Type>();
         let created = self.created.map(|c| cast(batch.column(c), &DataType::Int64)).transpose()?;
@@ -374,7 +380,7 @@ impl Snapshot {
                 ScalarValue::iter_to_array(values)
             })
             .collect::<datafusion::common::Result<_>>()?;
-        let rows = self.key_converter()?.convert_columns(&key_arrays)?;
+        let rows = self.conv.convert_columns(&key_arrays)?;
         let cutoff = self.ttl_cutoff()?;
         let picks: Vec<(usize, usize)> = (0..n)
             .map(|i| match self.slots.get(rows.row(i).as_ref()) {

@@ -12,6 +12,7 @@ use pgwire::api::copy::{send_copy_both_response, send_copy_in_response, send_cop
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_execution_response, send_query_response};
 use pgwire::api::results::{
+    DescribeResponse,
     CopyEncoder, CopyResponse, DataRowEncoder, FieldInfo, QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::QueryParser;
@@ -20,7 +21,8 @@ use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, PgWireConnectionS
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::startup::SecretKey;
-use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::data::{NoData, ParameterDescription, RowDescription};
+use pgwire::messages::extendedquery::{Bind, BindComplete, Describe, Execute, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::response::EmptyQueryResponse;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::sync::Mutex;
@@ -220,6 +222,8 @@ impl SimpleQueryHandler for Connection {
 pub struct Prepared {
     stmt: Statement,
     description: Description,
+    /// `SELECT * FROM online_features(...)`'s arguments: executed straight from the index.
+    online: Option<Arc<Vec<datafusion::sql::sqlparser::ast::FunctionArg>>>,
 }
 
 /// Parses and describes statements for the extended protocol, in the connection's session.
@@ -237,7 +241,11 @@ impl QueryParser for Parser {
     {
         let Some(stmt) = crate::sql::parse_one(sql).map_err(pg_error)? else { return Ok(None) };
         let description = self.session.describe(&stmt).await.map_err(pg_error)?;
-        Ok(Some(Prepared { stmt, description }))
+        let online = match &stmt {
+            Statement::Sql(s) => crate::features::online::direct_call(s).map(Arc::new),
+            _ => None,
+        };
+        Ok(Some(Prepared { stmt, description, online }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -256,6 +264,84 @@ impl ExtendedQueryHandler for Connection {
 
     fn query_parser(&self) -> Arc<Parser> {
         self.parser.clone()
+    }
+
+    /// pgwire's default, except that BindComplete is queued rather than flushed: it goes out
+    /// with the Execute's rows when Sync flushes, one packet per round trip instead of two (what
+    /// PostgreSQL does; a prepared lookup is otherwise dominated by the extra send).
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement_name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
+        let portal_name = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
+        match client.portal_store().get_statement(statement_name) {
+            Some(Entry::Value(statement)) => {
+                let portal = Portal::try_new(&message, statement)?;
+                client.portal_store().put_portal(Arc::new(portal));
+            }
+            Some(Entry::Empty) => {
+                if !message.parameters.is_empty() {
+                    return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                        "ERROR".to_owned(),
+                        "08P01".to_owned(),
+                        format!(
+                            "bind message supplies {} parameters, but prepared statement {statement_name:?} requires 0",
+                            message.parameters.len()
+                        ),
+                    ))));
+                }
+                client.portal_store().put_empty_portal(portal_name);
+            }
+            None => return Err(PgWireError::StatementNotFound(statement_name.to_owned())),
+        }
+        client.feed(PgWireBackendMessage::BindComplete(BindComplete::new())).await?;
+        Ok(())
+    }
+
+    /// pgwire's default, except that the answer is queued for Sync's flush (see `on_bind`).
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let (params, fields) = match message.target_type {
+            TARGET_TYPE_BYTE_STATEMENT => match client.portal_store().get_statement(name) {
+                Some(Entry::Value(stmt)) => {
+                    let r = self.do_describe_statement(client, &stmt).await?;
+                    (Some(r.parameters.clone()), (!r.is_no_data()).then(|| r.fields.clone()))
+                }
+                Some(Entry::Empty) => (Some(vec![]), None),
+                None => return Err(PgWireError::StatementNotFound(name.to_owned())),
+            },
+            TARGET_TYPE_BYTE_PORTAL => match client.portal_store().get_portal(name) {
+                Some(Entry::Value(portal)) => {
+                    let r = self.do_describe_portal(client, &portal).await?;
+                    (None, (!r.is_no_data()).then(|| r.fields.clone()))
+                }
+                Some(Entry::Empty) => (None, None),
+                None => return Err(PgWireError::PortalNotFound(name.to_owned())),
+            },
+            other => return Err(PgWireError::InvalidTargetType(other)),
+        };
+        if let Some(types) = params {
+            let oids = types.iter().map(|t| t.oid()).collect();
+            client.feed(PgWireBackendMessage::ParameterDescription(ParameterDescription::new(oids))).await?;
+        }
+        match fields {
+            Some(f) => {
+                let row = RowDescription::new(f.iter().map(Into::into).collect());
+                client.feed(PgWireBackendMessage::RowDescription(row)).await?
+            }
+            None => client.feed(PgWireBackendMessage::NoData(NoData::new())).await?,
+        }
+        Ok(())
     }
 
     /// Streams results. pgwire 0.42's default collects every row of a portal into memory before
@@ -342,6 +428,11 @@ impl ExtendedQueryHandler for Connection {
             let v = params::decode(raw.as_deref(), &declared, portal.parameter_format.is_binary(i), target.as_ref())
                 .map_err(pg_error)?;
             values.push(v);
+        }
+        if let Some(args) = &prepared.online {
+            let batch = crate::features::online::lookup(&self.session, args, Some(&values)).await.map_err(pg_error)?;
+            let output = crate::session::batch_output(batch).map_err(pg_error)?;
+            return self.respond(output, Some(&portal.result_column_format)).await;
         }
         let params = if values.is_empty() { None } else { Some(values) };
         let output = self.session.execute(prepared.stmt.clone(), params).await.map_err(pg_error)?;
