@@ -18,3 +18,18 @@ bench_csv() {
     [ -f "$path" ] || python3 benches/gen_csv.py "$1" "$path"
     echo "$path"
 }
+
+# start_postgres DATADIR PORT: a fresh PostgreSQL 15 cluster (Debian's, installed if missing) on
+# loopback, trust auth, user postgres; sets PGBIN. Stop it with: stop_postgres DATADIR.
+start_postgres() {
+    if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    fi
+    PGBIN=/usr/lib/postgresql/15/bin
+    rm -rf "$1"; mkdir -p "$1"; chown postgres "$1"
+    su postgres -c "$PGBIN/initdb -D $1 -A trust -U postgres" >/dev/null
+    su postgres -c "$PGBIN/pg_ctl -D $1 -o '-p $2 -k /tmp -c listen_addresses=127.0.0.1' -l $1/server.log start" >/dev/null
+    sleep 2
+}
+
+stop_postgres() { su postgres -c "$PGBIN/pg_ctl -D $1 stop" >/dev/null; }

@@ -49,14 +49,7 @@ echo "server peak RSS: $(peak_mib $HS_PID) MiB"
 kill $HS_PID; wait $HS_PID 2>/dev/null || true
 
 echo "== PostgreSQL 15: primary-key lookup of the same latest rows"
-if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-fi
-PGBIN=/usr/lib/postgresql/15/bin
-rm -rf "$WORK/pgdata-online"; mkdir -p "$WORK/pgdata-online"; chown postgres "$WORK/pgdata-online"
-su postgres -c "$PGBIN/initdb -D $WORK/pgdata-online -A trust -U postgres" >/dev/null
-su postgres -c "$PGBIN/pg_ctl -D $WORK/pgdata-online -o '-p $PG_PORT -k /tmp -c listen_addresses=127.0.0.1' -l $WORK/pgdata-online/server.log start" >/dev/null
-sleep 2
+start_postgres "$WORK/pgdata-online" $PG_PORT
 PG="psql -h 127.0.0.1 -p $PG_PORT -U postgres -X -q"
 $PG -c "CREATE TABLE driver_stats_latest (driver_id BIGINT PRIMARY KEY, ts TIMESTAMPTZ, conv_rate DOUBLE PRECISION, trips BIGINT, city TEXT)"
 $PG -c "INSERT INTO driver_stats_latest SELECT g % $ENTITIES, now(), (g % 97) * 0.01, g % 1000, 'city' || (g % 50) FROM generate_series(1, $ENTITIES) g"
@@ -66,4 +59,4 @@ cat > "$WORK/pg-online.sql" <<SQL
 SELECT * FROM driver_stats_latest WHERE driver_id = :k;
 SQL
 for c in 1 16; do run_pgbench $PG_PORT postgres "$WORK/pg-online.sql" $c postgres; done
-su postgres -c "$PGBIN/pg_ctl -D $WORK/pgdata-online stop" >/dev/null
+stop_postgres "$WORK/pgdata-online"

@@ -42,16 +42,9 @@ echo "SELECT stream: server peak RSS $(peak_mib $HS_PID) MiB"
 kill $HS_PID; wait $HS_PID 2>/dev/null || true
 
 echo "== PostgreSQL"
-if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-fi
-PGBIN=/usr/lib/postgresql/15/bin
-rm -rf "$WORK/pgdata"; mkdir -p "$WORK/pgdata"; chown postgres "$WORK/pgdata"
-su postgres -c "$PGBIN/initdb -D $WORK/pgdata -A trust -U postgres" >/dev/null
-su postgres -c "$PGBIN/pg_ctl -D $WORK/pgdata -o '-p $PG_PORT -k /tmp -c listen_addresses=127.0.0.1' -l $WORK/pgdata/server.log start" >/dev/null
-sleep 2
+start_postgres "$WORK/pgdata" $PG_PORT
 time_copy $PG_PORT postgres
 pg_copy=$RATE
 BENCH_USER=postgres BENCH_DB=postgres "$CLIENT" $PG_PORT "SELECT * FROM bench"
-su postgres -c "$PGBIN/pg_ctl -D $WORK/pgdata stop" >/dev/null
+stop_postgres "$WORK/pgdata"
 echo "== COPY ratio hindsight/postgres: $(echo "scale=2; $hs_copy / $pg_copy" | bc)"

@@ -14,7 +14,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder, WriteOp, cast, col};
+use datafusion::common::TableReference;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder, WriteOp, cast, col, lit};
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
@@ -153,6 +154,16 @@ impl Session {
     /// The instant `hindsight.as_of` reads the warehouse at, if set.
     pub fn as_of(&self) -> Option<DateTime<Utc>> {
         self.as_of.get()
+    }
+
+    /// The row named `name` of a `hindsight.*` metadata table, as this session sees the table
+    /// (so `hindsight.as_of` applies) or as of `at`; `None` if there is none.
+    pub async fn metadata_row(&self, table: &TableName, name: &str, at: Option<DateTime<Utc>>) -> Result<Option<RecordBatch>> {
+        let versioned = at.map_or(TableAt::Latest, TableAt::Timestamp).name_for(&table.table);
+        let reference = TableReference::full(CATALOG, table.schema.as_str(), versioned.as_str());
+        let Ok(df) = self.ctx.table(reference).await else { return Ok(None) };
+        let batches: Vec<RecordBatch> = df.filter(col("name").eq(lit(name)))?.collect().await?;
+        Ok(batches.into_iter().find(|b| b.num_rows() > 0))
     }
 
     /// Refuses a write while the session reads the past.

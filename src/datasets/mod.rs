@@ -13,10 +13,8 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::common::TableReference;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::prelude::{col, lit};
 use datafusion::sql::sqlparser::ast::{ObjectName, Query, Statement};
 use futures::{StreamExt, TryStreamExt};
 
@@ -24,7 +22,7 @@ use crate::catalog::versions::PinnedVersions;
 use crate::catalog::{OneShotStream, TableName, metadata};
 use crate::error::{Error, Result};
 use crate::features::historical;
-use crate::session::{CATALOG, Output, Session, batch_output};
+use crate::session::{Output, Session, batch_output};
 use crate::sql::{parse_query, time_travel};
 use hash::ContentHasher;
 
@@ -168,11 +166,7 @@ pub fn reproduce_schema() -> SchemaRef {
 /// The dataset's row in `hindsight.datasets`, read through the session (so `hindsight.as_of`
 /// applies: a dataset created after that instant does not exist yet).
 async fn lookup(session: &Session, name: &str) -> Result<Option<Record>> {
-    let (meta, _) = metadata::datasets();
-    let reference = TableReference::full(CATALOG, meta.schema.as_str(), meta.table.as_str());
-    let Ok(df) = session.context().table(reference).await else { return Ok(None) };
-    let batches: Vec<RecordBatch> = df.filter(col("name").eq(lit(name)))?.collect().await?;
-    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else { return Ok(None) };
+    let Some(b) = session.metadata_row(&metadata::datasets().0, name, None).await? else { return Ok(None) };
     let column = |c: &str, t: &DataType| -> Result<Arc<dyn Array>> {
         let a = b.column_by_name(c).ok_or_else(|| Error::Config(format!("hindsight.datasets has no column {c}")))?;
         Ok(datafusion::arrow::compute::cast(a, t)?)

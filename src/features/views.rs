@@ -9,13 +9,11 @@ use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use datafusion::arrow::compute::kernels::cast_utils::parse_interval_month_day_nano;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::common::TableReference;
 use datafusion::prelude::{col, lit};
 
 use crate::catalog::metadata;
-use crate::catalog::versions::TableAt;
 use crate::error::{Error, Result};
-use crate::session::{CATALOG, Output, Session};
+use crate::session::{Output, Session};
 use crate::sql::{self, FeatureViewSpec, ViewSource, parse_query, time_travel};
 
 /// What `SHOW FEATURE VIEWS` runs.
@@ -171,12 +169,7 @@ pub fn undefined(name: &str) -> Error {
 /// The view's definition as the session sees `hindsight.feature_views` (so `hindsight.as_of`
 /// applies), or as of `at` if given.
 pub async fn load(session: &Session, name: &str, at: Option<DateTime<Utc>>) -> Result<Option<FeatureView>> {
-    let (meta, _) = metadata::feature_views();
-    let table = at.map_or(TableAt::Latest, TableAt::Timestamp).name_for(&meta.table);
-    let reference = TableReference::full(CATALOG, meta.schema.as_str(), table.as_str());
-    let Ok(df) = session.context().table(reference).await else { return Ok(None) };
-    let batches: Vec<RecordBatch> = df.filter(col("name").eq(lit(name)))?.collect().await?;
-    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else { return Ok(None) };
+    let Some(b) = session.metadata_row(&metadata::feature_views().0, name, at).await? else { return Ok(None) };
     let text = |c: &str| -> Result<Option<String>> {
         let a = b.column_by_name(c).ok_or_else(|| Error::Config(format!("hindsight.feature_views has no column {c}")))?;
         let a = datafusion::arrow::compute::cast(a, &DataType::Utf8)?;
