@@ -22,6 +22,7 @@ pub mod copy;
 pub mod datasets;
 pub mod demo;
 pub mod error;
+pub mod evaluation;
 pub mod features;
 pub mod server;
 pub mod session;

@@ -123,6 +123,9 @@ impl Session {
         for udf in crate::features::asof::marker_udfs() {
             ctx.register_udf(udf);
         }
+        for udaf in crate::evaluation::metrics::udafs() {
+            ctx.register_udaf(udaf);
+        }
         ctx.register_udtf(
             crate::features::online::FUNCTION,
             Arc::new(crate::features::online::OnlineFunction::new(warehouse.clone())),

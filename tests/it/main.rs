@@ -11,6 +11,7 @@ mod process;
 mod errors;
 mod features;
 mod history;
+mod metrics;
 mod online;
 mod psql;
 mod slt;

@@ -1,0 +1,295 @@
+//! Model-quality metrics as DataFusion aggregate functions: exact, with partial states that
+//! merge (so they run in parallel and per group), skipping rows where either argument is NULL.
+//!
+//! Binary metrics take a score (a probability) and a label that is boolean or 0/1. Regression
+//! metrics take a prediction and a target. Definitions follow scikit-learn:
+//! - `roc_auc(score, label)`: area under the ROC curve, ties counted half (the trapezoid rule);
+//!   NULL when the rows hold only one class;
+//! - `pr_auc(score, label)`: average precision, the sum over thresholds of (recall step) x
+//!   precision; NULL without positives;
+//! - `log_loss(score, label)`: mean cross-entropy, scores clipped to [eps, 1 - eps] with eps the
+//!   f64 machine epsilon;
+//! - `brier(score, label)`: mean squared difference;
+//! - `rmse(pred, y)`, `mae(pred, y)`; `mape(pred, y)`: mean |y - pred| / max(|y|, eps);
+//! - `r2(pred, y)`: 1 - SSE / SST; when every y is equal, 1 if the predictions are exact,
+//!   else 0 (scikit-learn's `force_finite`).
+//!
+//! Every function is NULL over no rows.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type};
+use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility};
+
+/// Every metric, to register in a session.
+pub fn udafs() -> Vec<AggregateUDF> {
+    use Kind::*;
+    [RocAuc, PrAuc, LogLoss, Brier, Rmse, Mae, Mape, R2].into_iter().map(|k| AggregateUDF::from(Metric::new(k))).collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    RocAuc,
+    PrAuc,
+    LogLoss,
+    Brier,
+    Rmse,
+    Mae,
+    Mape,
+    R2,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::RocAuc => "roc_auc",
+            Kind::PrAuc => "pr_auc",
+            Kind::LogLoss => "log_loss",
+            Kind::Brier => "brier",
+            Kind::Rmse => "rmse",
+            Kind::Mae => "mae",
+            Kind::Mape => "mape",
+            Kind::R2 => "r2",
+        }
+    }
+
+    /// Ranking metrics keep every (score, label) pair; the others keep sums.
+    fn keeps_pairs(self) -> bool {
+        matches!(self, Kind::RocAuc | Kind::PrAuc)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Metric {
+    kind: Kind,
+    signature: Signature,
+}
+
+impl Metric {
+    fn new(kind: Kind) -> Self {
+        Self { kind, signature: Signature::user_defined(Volatility::Immutable) }
+    }
+}
+
+impl AggregateUDFImpl for Metric {
+    fn name(&self) -> &str {
+        self.kind.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Float64)
+    }
+
+    /// Both arguments become doubles: numbers, and booleans as 0/1.
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        if args.len() != 2 {
+            return plan_err!("{}() takes two arguments, got {}", self.name(), args.len());
+        }
+        for t in args {
+            if !(t.is_numeric() || *t == DataType::Boolean || *t == DataType::Null) {
+                return plan_err!("{}() takes numbers or booleans, not {t}", self.name());
+            }
+        }
+        Ok(vec![DataType::Float64, DataType::Float64])
+    }
+
+    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(if self.kind.keeps_pairs() {
+            Box::new(Pairs { kind: self.kind, scores: Vec::new(), labels: Vec::new() })
+        } else {
+            Box::new(Sums { kind: self.kind, s: [0.0; 4], n: 0 })
+        })
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        let f = |n: &str, t: DataType| Arc::new(Field::new(format!("{}[{n}]", args.name), t, true));
+        let list = || DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)));
+        Ok(if self.kind.keeps_pairs() {
+            vec![f("scores", list()), f("labels", list())]
+        } else {
+            vec![f("s0", DataType::Float64), f("s1", DataType::Float64), f("s2", DataType::Float64), f("s3", DataType::Float64), f("n", DataType::Int64)]
+        })
+    }
+}
+
+/// Rows where both arguments are set, as doubles.
+fn pairs(values: &[ArrayRef]) -> Result<impl Iterator<Item = (f64, f64)> + '_> {
+    let (a, b) = (values[0].as_primitive::<Float64Type>(), values[1].as_primitive::<Float64Type>());
+    Ok((0..a.len()).filter(move |&i| a.is_valid(i) && b.is_valid(i)).map(move |i| (a.value(i), b.value(i))))
+}
+
+/// Additive metrics. `s` holds, per kind:
+/// - log_loss, brier, rmse, mae, mape: [sum of the row's loss, -, -, -];
+/// - r2: [sum of squared errors, -, squares of y around its running mean (M2), mean of y],
+///   merged with Chan's parallel formula so SST stays accurate.
+#[derive(Debug)]
+struct Sums {
+    kind: Kind,
+    s: [f64; 4],
+    n: i64,
+}
+
+impl Sums {
+    fn add_r2(&mut self, sse: f64, n: i64, mean: f64, m2: f64) {
+        if n == 0 {
+            return;
+        }
+        let total = self.n + n;
+        let delta = mean - self.s[3];
+        self.s[0] += sse;
+        self.s[2] += m2 + delta * delta * (self.n as f64) * (n as f64) / total as f64;
+        self.s[3] += delta * n as f64 / total as f64;
+        self.n = total;
+    }
+}
+
+impl Accumulator for Sums {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        for (p, y) in pairs(values)? {
+            if self.kind == Kind::R2 {
+                self.add_r2((y - p) * (y - p), 1, y, 0.0);
+                continue;
+            }
+            self.s[0] += match self.kind {
+                Kind::LogLoss => {
+                    let p = p.clamp(f64::EPSILON, 1.0 - f64::EPSILON);
+                    -(y * p.ln() + (1.0 - y) * (1.0 - p).ln())
+                }
+                Kind::Brier | Kind::Rmse => (p - y) * (p - y),
+                Kind::Mae => (y - p).abs(),
+                Kind::Mape => (y - p).abs() / y.abs().max(f64::EPSILON),
+                _ => 0.0,
+            };
+            self.n += 1;
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        if self.n == 0 {
+            return Ok(ScalarValue::Float64(None));
+        }
+        let n = self.n as f64;
+        Ok(ScalarValue::Float64(Some(match self.kind {
+            Kind::Rmse => (self.s[0] / n).sqrt(),
+            Kind::R2 => {
+                let (sse, sst) = (self.s[0], self.s[2]);
+                if sst == 0.0 {
+                    if sse == 0.0 { 1.0 } else { 0.0 }
+                } else {
+                    1.0 - sse / sst
+                }
+            }
+            _ => self.s[0] / n,
+        })))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        let mut out: Vec<ScalarValue> = self.s.iter().map(|v| ScalarValue::Float64(Some(*v))).collect();
+        out.push(ScalarValue::Int64(Some(self.n)));
+        Ok(out)
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let s: Vec<&Float64Array> = states[..4].iter().map(|a| a.as_primitive::<Float64Type>()).collect();
+        let n = states[4].as_primitive::<Int64Type>();
+        for i in 0..n.len() {
+            if n.is_null(i) {
+                continue;
+            }
+            if self.kind == Kind::R2 {
+                self.add_r2(s[0].value(i), n.value(i), s[3].value(i), s[2].value(i));
+            } else {
+                self.s[0] += s[0].value(i);
+                self.n += n.value(i);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Ranking metrics: every (score, label) pair, ranked at the end.
+#[derive(Debug)]
+struct Pairs {
+    kind: Kind,
+    scores: Vec<f64>,
+    labels: Vec<f64>,
+}
+
+impl Accumulator for Pairs {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        for (s, l) in pairs(values)? {
+            self.scores.push(s);
+            self.labels.push(l);
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        // Highest score first; each group of equal scores is one threshold.
+        let mut order: Vec<usize> = (0..self.scores.len()).collect();
+        order.sort_unstable_by(|&a, &b| self.scores[b].total_cmp(&self.scores[a]));
+        let positives: f64 = self.labels.iter().filter(|&&l| l > 0.5).count() as f64;
+        let negatives = self.labels.len() as f64 - positives;
+        let (mut tp, mut fp, mut area) = (0.0f64, 0.0f64, 0.0f64);
+        let mut i = 0;
+        while i < order.len() {
+            let (tp0, fp0) = (tp, fp);
+            let score = self.scores[order[i]];
+            while i < order.len() && self.scores[order[i]].total_cmp(&score).is_eq() {
+                if self.labels[order[i]] > 0.5 { tp += 1.0 } else { fp += 1.0 }
+                i += 1;
+            }
+            area += match self.kind {
+                // Trapezoid between consecutive ROC points, in counts (normalised below).
+                Kind::RocAuc => (fp - fp0) * (tp + tp0) / 2.0,
+                // Recall step times the precision at this threshold.
+                _ => (tp - tp0) * tp / (tp + fp),
+            };
+        }
+        let value = match self.kind {
+            Kind::RocAuc if positives > 0.0 && negatives > 0.0 => Some(area / (positives * negatives)),
+            Kind::PrAuc if positives > 0.0 => Some(area / positives),
+            _ => None,
+        };
+        Ok(ScalarValue::Float64(value))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + 8 * (self.scores.capacity() + self.labels.capacity())
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        let list = |v: &[f64]| {
+            let values: Vec<ScalarValue> = v.iter().map(|x| ScalarValue::Float64(Some(*x))).collect();
+            ScalarValue::List(ScalarValue::new_list_nullable(&values, &DataType::Float64))
+        };
+        Ok(vec![list(&self.scores), list(&self.labels)])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        for (target, state) in [(&mut self.scores, &states[0]), (&mut self.labels, &states[1])] {
+            let lists: &ListArray = state.as_list::<i32>();
+            for i in 0..lists.len() {
+                if lists.is_valid(i) {
+                    let values = cast(&lists.value(i), &DataType::Float64)?;
+                    target.extend(values.as_primitive::<Float64Type>().iter().flatten());
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,132 @@
+//! Metric aggregates over the wire against references computed here, by other algorithms
+//! (pairwise counting for ROC AUC, per-positive precision for average precision, two passes
+//! for R²), on random data with ties, NULLs, boolean and integer labels and a one-class group,
+//! grouped and merged across partitions and small batches.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::harness::TestServer;
+
+#[derive(Clone, Copy)]
+struct Row {
+    g: i64,
+    score: Option<f64>,
+    label: Option<bool>,
+    y: f64,
+}
+
+fn roc_auc(rows: &[(f64, bool)]) -> Option<f64> {
+    let (pos, neg): (Vec<&(f64, bool)>, Vec<&(f64, bool)>) = rows.iter().partition(|r| r.1);
+    if pos.is_empty() || neg.is_empty() {
+        return None;
+    }
+    let mut wins = 0.0;
+    for p in &pos {
+        for n in &neg {
+            wins += if p.0 > n.0 { 1.0 } else if p.0 == n.0 { 0.5 } else { 0.0 };
+        }
+    }
+    Some(wins / (pos.len() * neg.len()) as f64)
+}
+
+fn average_precision(rows: &[(f64, bool)]) -> Option<f64> {
+    let positives = rows.iter().filter(|r| r.1).count();
+    if positives == 0 {
+        return None;
+    }
+    let mut sum = 0.0;
+    for p in rows.iter().filter(|r| r.1) {
+        let above: Vec<_> = rows.iter().filter(|r| r.0 >= p.0).collect();
+        sum += above.iter().filter(|r| r.1).count() as f64 / above.len() as f64;
+    }
+    Some(sum / positives as f64)
+}
+
+fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
+    let v: Vec<f64> = v.collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+fn r2(rows: &[(f64, f64)]) -> Option<f64> {
+    let m = mean(rows.iter().map(|r| r.1))?;
+    let sst: f64 = rows.iter().map(|r| (r.1 - m).powi(2)).sum();
+    let sse: f64 = rows.iter().map(|r| (r.1 - r.0).powi(2)).sum();
+    Some(if sst == 0.0 { if sse == 0.0 { 1.0 } else { 0.0 } } else { 1.0 - sse / sst })
+}
+
+fn close(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * (1.0 + b.abs()),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn metrics_agree_with_independent_references() {
+    let server = TestServer::start().await;
+    let c = server.connect().await;
+    for seed in 0..4u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let rows: Vec<Row> = (0..600)
+            .map(|_| {
+                let g = rng.random_range(0..6);
+                let label = (!rng.random_bool(0.05)).then(|| g != 5 && rng.random_bool(0.4));
+                Row {
+                    g,
+                    // Rounded scores make many ties.
+                    score: (!rng.random_bool(0.05)).then(|| (rng.random_range(0.0..1.0f64) * 20.0).round() / 20.0),
+                    label,
+                    y: rng.random_range(-5.0..5.0f64).round(),
+                }
+            })
+            .collect();
+        let t = format!("m{seed}");
+        c.batch_execute(&format!("CREATE TABLE {t} (g BIGINT, score DOUBLE, label BOOLEAN, label_int INT, y DOUBLE)")).await.unwrap();
+        let values: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let s = r.score.map_or("NULL".into(), |s| s.to_string());
+                let (l, li) = r.label.map_or(("NULL".into(), "NULL".into()), |l| (l.to_string(), (l as i32).to_string()));
+                format!("({}, {s}, {l}, {li}, {})", r.g, r.y)
+            })
+            .collect();
+        c.batch_execute(&format!("INSERT INTO {t} VALUES {}", values.join(", "))).await.unwrap();
+        c.batch_execute("SET datafusion.execution.batch_size = 7; SET datafusion.execution.target_partitions = 3").await.unwrap();
+        let sql = format!(
+            "SELECT g, roc_auc(score, label), pr_auc(score, label_int), log_loss(score, label), brier(score, label_int),
+                    rmse(score, y), mae(score, y), mape(score, y), r2(score, y)
+             FROM {t} GROUP BY g ORDER BY g"
+        );
+        let got = c.query(&sql, &[]).await.unwrap();
+        assert_eq!(got.len(), 6);
+        for row in got {
+            let g: i64 = row.get(0);
+            let group: Vec<Row> = rows.iter().copied().filter(|r| r.g == g).collect();
+            let bin: Vec<(f64, bool)> = group.iter().filter_map(|r| Some((r.score?, r.label?))).collect();
+            let reg: Vec<(f64, f64)> = group.iter().filter_map(|r| Some((r.score?, r.y))).collect();
+            let clip = |p: f64| p.clamp(f64::EPSILON, 1.0 - f64::EPSILON);
+            let expected = [
+                roc_auc(&bin),
+                average_precision(&bin),
+                mean(bin.iter().map(|&(p, l)| if l { -clip(p).ln() } else { -(1.0 - clip(p)).ln() })),
+                mean(bin.iter().map(|&(p, l)| (p - if l { 1.0 } else { 0.0 }).powi(2))),
+                mean(reg.iter().map(|&(p, y)| (p - y).powi(2))).map(f64::sqrt),
+                mean(reg.iter().map(|&(p, y)| (p - y).abs())),
+                mean(reg.iter().map(|&(p, y)| (p - y).abs() / y.abs().max(f64::EPSILON))),
+                r2(&reg),
+            ];
+            for (i, want) in expected.iter().enumerate() {
+                let got: Option<f64> = row.get(i + 1);
+                assert!(close(got, *want), "seed {seed} group {g} metric {i}: got {got:?}, want {want:?}");
+            }
+        }
+        c.batch_execute("RESET datafusion.execution.batch_size; RESET datafusion.execution.target_partitions").await.unwrap();
+    }
+    // Wrong arguments are plan errors, and the connection lives on.
+    assert!(c.query("SELECT roc_auc('a', 1)", &[]).await.is_err());
+    assert!(c.query("SELECT rmse(1.0)", &[]).await.is_err());
+    let n: Option<f64> = c.query_one("SELECT rmse(x, x) FROM (SELECT 1.0 AS x) WHERE false", &[]).await.unwrap().get(0);
+    assert_eq!(n, None);
+}
