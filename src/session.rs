@@ -123,7 +123,7 @@ impl Session {
         for udf in crate::features::asof::marker_udfs() {
             ctx.register_udf(udf);
         }
-        for udaf in crate::evaluation::metrics::udafs() {
+        for udaf in crate::evaluation::metrics::udafs().into_iter().chain(crate::evaluation::classes::udafs()) {
             ctx.register_udaf(udaf);
         }
         ctx.register_udtf(

@@ -130,3 +130,76 @@ async fn metrics_agree_with_independent_references() {
     let n: Option<f64> = c.query_one("SELECT rmse(x, x) FROM (SELECT 1.0 AS x) WHERE false", &[]).await.unwrap().get(0);
     assert_eq!(n, None);
 }
+
+#[tokio::test]
+async fn class_metrics_agree_with_independent_references() {
+    let server = TestServer::start().await;
+    let c = server.connect().await;
+    for seed in 0..4u64 {
+        let mut rng = StdRng::seed_from_u64(100 + seed);
+        // (group, score, label, predicted class, true class)
+        let rows: Vec<(i64, Option<f64>, Option<bool>, Option<i64>, i64)> = (0..500)
+            .map(|_| {
+                let g = rng.random_range(0..4);
+                let label = (!rng.random_bool(0.05)).then(|| g != 3 && rng.random_bool(0.4));
+                let score = (!rng.random_bool(0.05)).then(|| (rng.random_range(0.0..1.0f64) * 10.0).round() / 10.0);
+                let truth = rng.random_range(0..4);
+                let pred = (!rng.random_bool(0.05)).then(|| if rng.random_bool(0.6) { truth } else { rng.random_range(0..5) });
+                (g, score, label, pred, truth)
+            })
+            .collect();
+        let t = format!("c{seed}");
+        c.batch_execute(&format!("CREATE TABLE {t} (g BIGINT, score DOUBLE, label BOOLEAN, pred BIGINT, truth INT)")).await.unwrap();
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "NULL".into());
+        let values: Vec<String> = rows
+            .iter()
+            .map(|r| format!("({}, {}, {}, {}, {})", r.0, opt(r.1.map(|s| s.to_string())), opt(r.2.map(|l| l.to_string())), opt(r.3.map(|p| p.to_string())), r.4))
+            .collect();
+        c.batch_execute(&format!("INSERT INTO {t} VALUES {}", values.join(", "))).await.unwrap();
+        c.batch_execute("SET datafusion.execution.batch_size = 5; SET datafusion.execution.target_partitions = 3").await.unwrap();
+        let sql = format!(
+            "SELECT g, precision_at(score, label, 0.5), recall_at(score, label, 0.5), f1_at(score, label, 0.5),
+                    confusion_at(score, label, 0.5)['tp'], confusion_at(score, label, 0.5)['tn'],
+                    accuracy(pred, truth), macro_f1(pred, truth), weighted_f1(pred, truth), ece(score, label, 5)
+             FROM {t} GROUP BY g ORDER BY g"
+        );
+        for row in c.query(&sql, &[]).await.unwrap() {
+            let g: i64 = row.get(0);
+            let group: Vec<_> = rows.iter().filter(|r| r.0 == g).collect();
+            let bin: Vec<(f64, bool)> = group.iter().filter_map(|r| Some((r.1?, r.2?))).collect();
+            let count = |f: &dyn Fn(bool, bool) -> bool| bin.iter().filter(|(s, l)| f(*s >= 0.5, *l)).count() as f64;
+            let (tp, fp, tn, fn_) = (count(&|p, l| p && l), count(&|p, l| p && !l), count(&|p, l| !p && !l), count(&|p, l| !p && l));
+            let div = |a: f64, b: f64| if b == 0.0 { 0.0 } else { a / b };
+            let classes: Vec<(i64, i64)> = group.iter().filter_map(|r| Some((r.3?, r.4))).collect();
+            let labels: std::collections::BTreeSet<i64> = classes.iter().flat_map(|&(p, t)| [p, t]).collect();
+            let f1 = |k: i64| {
+                let tp = classes.iter().filter(|&&(p, t)| p == k && t == k).count() as f64;
+                let predicted = classes.iter().filter(|&&(p, _)| p == k).count() as f64;
+                let actual = classes.iter().filter(|&&(_, t)| t == k).count() as f64;
+                (div(2.0 * tp, predicted + actual), actual)
+            };
+            let macro_f1 = labels.iter().map(|&k| f1(k).0).sum::<f64>() / labels.len() as f64;
+            let weighted = labels.iter().map(|&k| f1(k).0 * f1(k).1).sum::<f64>() / classes.len() as f64;
+            // ECE over 5 bins, by definition: each row's bin from its score.
+            let mut ece = 0.0;
+            for b in 0..5 {
+                let in_bin: Vec<_> = bin.iter().filter(|(s, _)| ((s * 5.0).floor() as usize).min(4) == b).collect();
+                if !in_bin.is_empty() {
+                    let n = in_bin.len() as f64;
+                    let (ms, ml) = (in_bin.iter().map(|r| r.0).sum::<f64>() / n, in_bin.iter().filter(|r| r.1).count() as f64 / n);
+                    ece += n / bin.len() as f64 * (ml - ms).abs();
+                }
+            }
+            let accuracy = classes.iter().filter(|(p, t)| p == t).count() as f64 / classes.len() as f64;
+            let expected = [div(tp, tp + fp), div(tp, tp + fn_), div(2.0 * tp, 2.0 * tp + fp + fn_)];
+            for (i, want) in expected.iter().enumerate() {
+                assert!(close(row.get(i + 1), Some(*want)), "seed {seed} group {g} metric {i}");
+            }
+            assert_eq!((row.get::<_, i64>(4) as f64, row.get::<_, i64>(5) as f64), (tp, tn), "seed {seed} group {g} confusion");
+            for (i, want) in [accuracy, macro_f1, weighted, ece].iter().enumerate() {
+                assert!(close(row.get(i + 6), Some(*want)), "seed {seed} group {g} metric {}: {:?} vs {want}", i + 6, row.get::<_, Option<f64>>(i + 6));
+            }
+        }
+        c.batch_execute("RESET datafusion.execution.batch_size; RESET datafusion.execution.target_partitions").await.unwrap();
+    }
+}
