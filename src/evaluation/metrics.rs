@@ -12,7 +12,11 @@
 //! - `brier(score, label)`: mean squared difference;
 //! - `rmse(pred, y)`, `mae(pred, y)`; `mape(pred, y)`: mean |y - pred| / max(|y|, eps);
 //! - `r2(pred, y)`: 1 - SSE / SST; when every y is equal, 1 if the predictions are exact,
-//!   else 0 (scikit-learn's `force_finite`).
+//!   else 0 (scikit-learn's `force_finite`);
+//! - `ndcg_at(k, score, relevance)`: over one query's rows (GROUP BY the query and average),
+//!   DCG@k / ideal DCG@k with linear gains and 1/log2(rank + 1) discounts; rows with tied
+//!   scores share the average of their positions' discounts (`ndcg_score`'s default); 0 when
+//!   every relevance is 0.
 //!
 //! Every function is NULL over no rows.
 
@@ -29,7 +33,7 @@ use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Sign
 /// Every metric, to register in a session.
 pub fn udafs() -> Vec<AggregateUDF> {
     use Kind::*;
-    [RocAuc, PrAuc, LogLoss, Brier, Rmse, Mae, Mape, R2].into_iter().map(|k| AggregateUDF::from(Metric::new(k))).collect()
+    [RocAuc, PrAuc, LogLoss, Brier, Rmse, Mae, Mape, R2, NdcgAt].into_iter().map(|k| AggregateUDF::from(Metric::new(k))).collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,6 +46,7 @@ enum Kind {
     Mae,
     Mape,
     R2,
+    NdcgAt,
 }
 
 impl Kind {
@@ -55,12 +60,17 @@ impl Kind {
             Kind::Mae => "mae",
             Kind::Mape => "mape",
             Kind::R2 => "r2",
+            Kind::NdcgAt => "ndcg_at",
         }
     }
 
     /// Ranking metrics keep every (score, label) pair; the others keep sums.
     fn keeps_pairs(self) -> bool {
-        matches!(self, Kind::RocAuc | Kind::PrAuc)
+        matches!(self, Kind::RocAuc | Kind::PrAuc | Kind::NdcgAt)
+    }
+
+    fn arity(self) -> usize {
+        if self == Kind::NdcgAt { 3 } else { 2 }
     }
 }
 
@@ -91,20 +101,21 @@ impl AggregateUDFImpl for Metric {
 
     /// Both arguments become doubles: numbers, and booleans as 0/1.
     fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
-        if args.len() != 2 {
-            return plan_err!("{}() takes two arguments, got {}", self.name(), args.len());
+        let want = self.kind.arity();
+        if args.len() != want {
+            return plan_err!("{}() takes {want} arguments, got {}", self.name(), args.len());
         }
         for t in args {
             if !(t.is_numeric() || *t == DataType::Boolean || *t == DataType::Null) {
                 return plan_err!("{}() takes numbers or booleans, not {t}", self.name());
             }
         }
-        Ok(vec![DataType::Float64, DataType::Float64])
+        Ok(vec![DataType::Float64; want])
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         Ok(if self.kind.keeps_pairs() {
-            Box::new(Pairs { kind: self.kind, scores: Vec::new(), labels: Vec::new() })
+            Box::new(Pairs { kind: self.kind, scores: Vec::new(), labels: Vec::new(), k: None })
         } else {
             Box::new(Sums { kind: self.kind, s: [0.0; 4], n: 0 })
         })
@@ -114,7 +125,7 @@ impl AggregateUDFImpl for Metric {
         let f = |n: &str, t: DataType| Arc::new(Field::new(format!("{}[{n}]", args.name), t, true));
         let list = || DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)));
         Ok(if self.kind.keeps_pairs() {
-            vec![f("scores", list()), f("labels", list())]
+            vec![f("scores", list()), f("labels", list()), f("k", DataType::Float64)]
         } else {
             vec![f("s0", DataType::Float64), f("s1", DataType::Float64), f("s2", DataType::Float64), f("s3", DataType::Float64), f("n", DataType::Int64)]
         })
@@ -227,10 +238,46 @@ struct Pairs {
     kind: Kind,
     scores: Vec<f64>,
     labels: Vec<f64>,
+    /// ndcg_at's cutoff.
+    k: Option<f64>,
+}
+
+impl Pairs {
+    fn ndcg(&self, k: usize) -> f64 {
+        let discount = |rank: usize| if rank < k { 1.0 / ((rank + 2) as f64).log2() } else { 0.0 };
+        let mut order: Vec<usize> = (0..self.scores.len()).collect();
+        order.sort_unstable_by(|&a, &b| self.scores[b].total_cmp(&self.scores[a]));
+        let (mut dcg, mut i) = (0.0, 0);
+        while i < order.len() {
+            let start = i;
+            let (mut gain, score) = (0.0, self.scores[order[i]]);
+            while i < order.len() && self.scores[order[i]].total_cmp(&score).is_eq() {
+                gain += self.labels[order[i]];
+                i += 1;
+            }
+            let discounts: f64 = (start..i).map(discount).sum();
+            dcg += gain / (i - start) as f64 * discounts;
+        }
+        let mut ideal = self.labels.clone();
+        ideal.sort_unstable_by(|a, b| b.total_cmp(a));
+        let idcg: f64 = ideal.iter().enumerate().map(|(r, g)| g * discount(r)).sum();
+        if idcg == 0.0 { 0.0 } else { dcg / idcg }
+    }
 }
 
 impl Accumulator for Pairs {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        if self.kind == Kind::NdcgAt {
+            let k = values[0].as_primitive::<Float64Type>();
+            if let Some(v) = k.iter().flatten().next() {
+                self.k = Some(v);
+            }
+            for (s, l) in pairs(&values[1..])? {
+                self.scores.push(s);
+                self.labels.push(l);
+            }
+            return Ok(());
+        }
         for (s, l) in pairs(values)? {
             self.scores.push(s);
             self.labels.push(l);
@@ -239,6 +286,13 @@ impl Accumulator for Pairs {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
+        if self.kind == Kind::NdcgAt {
+            return Ok(match self.k {
+                Some(k) if k >= 1.0 && !self.scores.is_empty() => ScalarValue::Float64(Some(self.ndcg(k as usize))),
+                Some(k) if k < 1.0 => return datafusion::common::exec_err!("ndcg_at(): k must be at least 1, not {k}"),
+                _ => ScalarValue::Float64(None),
+            });
+        }
         // Highest score first; each group of equal scores is one threshold.
         let mut order: Vec<usize> = (0..self.scores.len()).collect();
         order.sort_unstable_by(|&a, &b| self.scores[b].total_cmp(&self.scores[a]));
@@ -277,10 +331,13 @@ impl Accumulator for Pairs {
             let values: Vec<ScalarValue> = v.iter().map(|x| ScalarValue::Float64(Some(*x))).collect();
             ScalarValue::List(ScalarValue::new_list_nullable(&values, &DataType::Float64))
         };
-        Ok(vec![list(&self.scores), list(&self.labels)])
+        Ok(vec![list(&self.scores), list(&self.labels), ScalarValue::Float64(self.k)])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        if let Some(k) = states[2].as_primitive::<Float64Type>().iter().flatten().next() {
+            self.k = Some(k);
+        }
         for (target, state) in [(&mut self.scores, &states[0]), (&mut self.labels, &states[1])] {
             let lists: &ListArray = state.as_list::<i32>();
             for i in 0..lists.len() {

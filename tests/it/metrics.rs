@@ -203,3 +203,50 @@ async fn class_metrics_agree_with_independent_references() {
         c.batch_execute("RESET datafusion.execution.batch_size; RESET datafusion.execution.target_partitions").await.unwrap();
     }
 }
+
+/// Tie-averaged NDCG@k by a per-row formula: each row's gain times the mean discount of the
+/// positions its tie group spans (the expectation over orderings of the ties).
+fn ndcg(rows: &[(f64, f64)], k: usize) -> f64 {
+    let discount = |r: usize| if r < k { 1.0 / ((r + 2) as f64).log2() } else { 0.0 };
+    let dcg: f64 = rows
+        .iter()
+        .map(|&(s, g)| {
+            let above = rows.iter().filter(|r| r.0 > s).count();
+            let tied = rows.iter().filter(|r| r.0 == s).count();
+            g * (above..above + tied).map(discount).sum::<f64>() / tied as f64
+        })
+        .sum();
+    let mut ideal: Vec<f64> = rows.iter().map(|r| r.1).collect();
+    ideal.sort_by(|a, b| b.total_cmp(a));
+    let idcg: f64 = ideal.iter().enumerate().map(|(r, g)| g * discount(r)).sum();
+    if idcg == 0.0 { 0.0 } else { dcg / idcg }
+}
+
+#[tokio::test]
+async fn ndcg_agrees_with_a_per_row_reference() {
+    let server = TestServer::start().await;
+    let c = server.connect().await;
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut rows: Vec<(i64, Option<f64>, f64)> = Vec::new();
+    for q in 0..40 {
+        for _ in 0..rng.random_range(1..15) {
+            let score = (!rng.random_bool(0.05)).then(|| rng.random_range(0..6) as f64 / 5.0);
+            rows.push((q, score, rng.random_range(0..4) as f64));
+        }
+    }
+    c.batch_execute("CREATE TABLE docs (q BIGINT, score DOUBLE, rel INT)").await.unwrap();
+    let values: Vec<String> =
+        rows.iter().map(|r| format!("({}, {}, {})", r.0, r.1.map_or("NULL".into(), |s| s.to_string()), r.2)).collect();
+    c.batch_execute(&format!("INSERT INTO docs VALUES {}", values.join(", "))).await.unwrap();
+    c.batch_execute("SET datafusion.execution.batch_size = 3; SET datafusion.execution.target_partitions = 3").await.unwrap();
+    for k in [1usize, 3, 10] {
+        let got = c.query(&format!("SELECT q, ndcg_at({k}, score, rel) FROM docs GROUP BY q ORDER BY q"), &[]).await.unwrap();
+        for row in got {
+            let q: i64 = row.get(0);
+            let docs: Vec<(f64, f64)> = rows.iter().filter(|r| r.0 == q).filter_map(|r| Some((r.1?, r.2))).collect();
+            let want = (!docs.is_empty()).then(|| ndcg(&docs, k));
+            assert!(close(row.get(1), want), "k {k} query {q}: {:?} vs {want:?}", row.get::<_, Option<f64>>(1));
+        }
+    }
+    assert!(c.query("SELECT ndcg_at(0, score, rel) FROM docs", &[]).await.is_err());
+}
