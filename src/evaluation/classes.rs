@@ -18,9 +18,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int64Type};
+use datafusion::common::utils::SingleRowListArrayBuilder;
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility};
@@ -132,13 +133,11 @@ impl AggregateUDFImpl for ClassMetric {
 }
 
 fn int_list(v: impl IntoIterator<Item = i64>) -> ScalarValue {
-    let v: Vec<ScalarValue> = v.into_iter().map(|x| ScalarValue::Int64(Some(x))).collect();
-    ScalarValue::List(ScalarValue::new_list_nullable(&v, &DataType::Int64))
+    SingleRowListArrayBuilder::new(Arc::new(Int64Array::from_iter_values(v))).build_list_scalar()
 }
 
 fn float_list(v: impl IntoIterator<Item = f64>) -> ScalarValue {
-    let v: Vec<ScalarValue> = v.into_iter().map(|x| ScalarValue::Float64(Some(x))).collect();
-    ScalarValue::List(ScalarValue::new_list_nullable(&v, &DataType::Float64))
+    SingleRowListArrayBuilder::new(Arc::new(Float64Array::from_iter_values(v))).build_list_scalar()
 }
 
 /// The values of each list in a state column, as arrays.

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type};
+use datafusion::common::utils::SingleRowListArrayBuilder;
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility};
@@ -327,10 +328,8 @@ impl Accumulator for Pairs {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let list = |v: &[f64]| {
-            let values: Vec<ScalarValue> = v.iter().map(|x| ScalarValue::Float64(Some(*x))).collect();
-            ScalarValue::List(ScalarValue::new_list_nullable(&values, &DataType::Float64))
-        };
+        // Built as one array: a state may hold millions of pairs.
+        let list = |v: &[f64]| SingleRowListArrayBuilder::new(Arc::new(Float64Array::from(v.to_vec()))).build_list_scalar();
         Ok(vec![list(&self.scores), list(&self.labels), ScalarValue::Float64(self.k)])
     }
 
