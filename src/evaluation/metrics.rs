@@ -294,18 +294,19 @@ impl Accumulator for Pairs {
                 _ => ScalarValue::Float64(None),
             });
         }
-        // Highest score first; each group of equal scores is one threshold.
-        let mut order: Vec<usize> = (0..self.scores.len()).collect();
-        order.sort_unstable_by(|&a, &b| self.scores[b].total_cmp(&self.scores[a]));
-        let positives: f64 = self.labels.iter().filter(|&&l| l > 0.5).count() as f64;
-        let negatives = self.labels.len() as f64 - positives;
+        // Highest score first; each group of equal scores is one threshold. Sorting the pairs
+        // themselves (not indexes into them) keeps the sort in cache.
+        let mut ranked: Vec<(f64, bool)> = self.scores.iter().zip(&self.labels).map(|(&s, &l)| (s, l > 0.5)).collect();
+        ranked.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        let positives = ranked.iter().filter(|r| r.1).count() as f64;
+        let negatives = ranked.len() as f64 - positives;
         let (mut tp, mut fp, mut area) = (0.0f64, 0.0f64, 0.0f64);
         let mut i = 0;
-        while i < order.len() {
+        while i < ranked.len() {
             let (tp0, fp0) = (tp, fp);
-            let score = self.scores[order[i]];
-            while i < order.len() && self.scores[order[i]].total_cmp(&score).is_eq() {
-                if self.labels[order[i]] > 0.5 { tp += 1.0 } else { fp += 1.0 }
+            let score = ranked[i].0;
+            while i < ranked.len() && ranked[i].0.total_cmp(&score).is_eq() {
+                if ranked[i].1 { tp += 1.0 } else { fp += 1.0 }
                 i += 1;
             }
             area += match self.kind {
