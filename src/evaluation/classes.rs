@@ -26,6 +26,8 @@ use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility};
 
+use super::lists;
+
 pub fn udafs() -> Vec<AggregateUDF> {
     use Kind::*;
     [PrecisionAt, RecallAt, F1At, ConfusionAt, Accuracy, MacroF1, WeightedF1, Ece]
@@ -140,11 +142,6 @@ fn float_list(v: impl IntoIterator<Item = f64>) -> ScalarValue {
     SingleRowListArrayBuilder::new(Arc::new(Float64Array::from_iter_values(v))).build_list_scalar()
 }
 
-/// The values of each list in a state column, as arrays.
-fn lists(state: &ArrayRef) -> impl Iterator<Item = ArrayRef> + '_ {
-    let l = state.as_list::<i32>();
-    (0..l.len()).filter(move |&i| l.is_valid(i)).map(move |i| l.value(i))
-}
 
 fn ratio(a: i64, b: i64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }

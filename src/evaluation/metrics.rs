@@ -23,7 +23,7 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type};
 use datafusion::common::utils::SingleRowListArrayBuilder;
@@ -339,12 +339,9 @@ impl Accumulator for Pairs {
             self.k = Some(k);
         }
         for (target, state) in [(&mut self.scores, &states[0]), (&mut self.labels, &states[1])] {
-            let lists: &ListArray = state.as_list::<i32>();
-            for i in 0..lists.len() {
-                if lists.is_valid(i) {
-                    let values = cast(&lists.value(i), &DataType::Float64)?;
-                    target.extend(values.as_primitive::<Float64Type>().iter().flatten());
-                }
+            for values in super::lists(state) {
+                let values = cast(&values, &DataType::Float64)?;
+                target.extend(values.as_primitive::<Float64Type>().iter().flatten());
             }
         }
         Ok(())

@@ -7,3 +7,11 @@
 
 pub mod classes;
 pub mod metrics;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+
+/// The values of each list in a partial-state column, as arrays.
+fn lists(state: &ArrayRef) -> impl Iterator<Item = ArrayRef> + '_ {
+    let l = state.as_list::<i32>();
+    (0..l.len()).filter(move |&i| l.is_valid(i)).map(move |i| l.value(i))
+}

@@ -17,7 +17,7 @@ use std::ops::ControlFlow;
 
 use chrono::{DateTime, Utc};
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, ObjectNamePart, Query, Statement, TableAlias, TableFactor, Value,
+    Expr, FunctionArg, FunctionArgExpr, Query, Statement, TableAlias, TableFactor, Value,
     ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
 };
 
@@ -57,13 +57,7 @@ pub async fn expand_query(session: &Session, q: &mut Box<Query>, views_at: Optio
 }
 
 fn is_call(f: &TableFactor) -> Option<&Vec<FunctionArg>> {
-    match f {
-        TableFactor::Table { name, args: Some(args), .. } => match name.0.last() {
-            Some(ObjectNamePart::Identifier(i)) if i.value.eq_ignore_ascii_case(FUNCTION) => Some(&args.args),
-            _ => None,
-        },
-        _ => None,
-    }
+    crate::sql::table_function_args(f, FUNCTION)
 }
 
 fn calls(stmt: &Statement) -> Vec<Vec<FunctionArg>> {

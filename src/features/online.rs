@@ -23,14 +23,14 @@ use chrono::{Months, Utc};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array, new_null_array};
 use datafusion::arrow::compute::kernels::cast_utils::parse_interval_month_day_nano;
 use datafusion::arrow::compute::{cast, interleave, take_record_batch};
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, IntervalMonthDayNano, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::catalog::{TableFunctionImpl, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::Expr as LExpr;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use datafusion::sql::sqlparser::ast::{self, ObjectNamePart, SelectItem, SetExpr, TableFactor, Value};
+use datafusion::sql::sqlparser::ast::{self, SelectItem, SetExpr, TableFactor, Value};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 
@@ -184,6 +184,8 @@ pub struct Snapshot {
     slots: HashMap<Box<[u8]>, Slot>,
     kept_rows: usize,
     conv: RowConverter,
+    /// The view's TTL, parsed once (lookups subtract it from now()).
+    ttl: Option<IntervalMonthDayNano>,
     /// The source tables and the versions indexed.
     versions: PinnedVersions,
 }
@@ -223,8 +225,15 @@ impl Snapshot {
             slots: HashMap::new(),
             kept_rows: 0,
             conv: RowConverter::new(vec![])?,
+            ttl: None,
             versions,
         };
+        s.ttl = s
+            .view
+            .ttl
+            .as_deref()
+            .map(|t| parse_interval_month_day_nano(t).map_err(|e| Error::InvalidDatetime(format!("TTL '{t}': {e}"))))
+            .transpose()?;
         s.conv = s.key_converter()?;
         let mut stream = session.context().execute_logical_plan(plan).await?.execute_stream().await?;
         let ties = Ties::new(&source)?;
@@ -282,6 +291,7 @@ impl Snapshot {
             slots: self.slots.clone(),
             kept_rows: self.kept_rows,
             conv: self.key_converter()?,
+            ttl: self.ttl,
             versions: self.versions.clone(),
         })
     }
@@ -402,8 +412,8 @@ impl Snapshot {
 
     /// now() - TTL in the timestamp column's own units.
     fn ttl_cutoff(&self) -> Result<Option<i64>> {
-        let Some(ttl) = &self.view.ttl else { return Ok(None) };
-        let i = parse_interval_month_day_nano(ttl).map_err(|e| Error::InvalidDatetime(format!("TTL '{ttl}': {e}")))?;
+        let Some(i) = self.ttl else { return Ok(None) };
+        let ttl = self.view.ttl.as_deref().unwrap_or_default();
         let t = Utc::now()
             .checked_sub_months(Months::new(i.months.max(0) as u32))
             .and_then(|t| t.checked_sub_signed(chrono::Duration::days(i.days as i64)))
@@ -499,13 +509,14 @@ pub fn direct_call(stmt: &ast::Statement) -> Option<Vec<ast::FunctionArg>> {
 }
 
 fn call_args(f: &TableFactor) -> Option<Vec<ast::FunctionArg>> {
-    match f {
-        TableFactor::Table { name, args: Some(args), .. } => match name.0.last() {
-            Some(ObjectNamePart::Identifier(i)) if i.value.eq_ignore_ascii_case(FUNCTION) => Some(args.args.clone()),
-            _ => None,
-        },
-        _ => None,
-    }
+    crate::sql::table_function_args(f, FUNCTION).cloned()
+}
+
+/// Key values as one list key, in the first non-NULL value's type.
+fn list_of(values: Vec<ScalarValue>) -> datafusion::common::Result<ScalarValue> {
+    let t = values.iter().map(ScalarValue::data_type).find(|t| *t != DataType::Null).unwrap_or(DataType::Null);
+    let values = values.iter().map(|v| v.cast_to(&t)).collect::<datafusion::common::Result<Vec<_>>>()?;
+    Ok(ScalarValue::List(ScalarValue::new_list_nullable(&values, &t)))
 }
 
 /// A key argument written in the statement: a literal, a `$n` parameter, or ARRAY[...] of those.
@@ -532,10 +543,7 @@ fn ast_value(e: &ast::Expr, params: Option<&[ScalarValue]>) -> Result<ScalarValu
         E::UnaryOp { op: ast::UnaryOperator::Minus, expr } => ScalarValue::Int64(Some(0)).sub(ast_value(expr, params)?)?,
         E::Cast { expr, .. } | E::Nested(expr) => ast_value(expr, params)?,
         E::Array(a) => {
-            let values = a.elem.iter().map(|e| ast_value(e, params)).collect::<Result<Vec<_>>>()?;
-            let t = values.iter().map(ScalarValue::data_type).find(|t| *t != DataType::Null).unwrap_or(DataType::Null);
-            let values = values.iter().map(|v| v.cast_to(&t)).collect::<datafusion::common::Result<Vec<_>>>()?;
-            ScalarValue::List(ScalarValue::new_list_nullable(&values, &t))
+            list_of(a.elem.iter().map(|e| ast_value(e, params)).collect::<Result<Vec<_>>>()?)?
         }
         other => return Err(Error::Syntax(format!("{FUNCTION}: keys must be literals, parameters or ARRAY[...], not {other}"))),
     })
@@ -645,10 +653,7 @@ impl TableFunctionImpl for OnlineFunction {
                         LExpr::Literal(v, _) => Ok(v.clone()),
                         _ => datafusion::common::plan_err!("{FUNCTION}: array keys must be constants"),
                     });
-                    let values = values.collect::<datafusion::common::Result<Vec<_>>>()?;
-                    let t = values.iter().map(ScalarValue::data_type).find(|t| *t != DataType::Null).unwrap_or(DataType::Null);
-                    let values = values.iter().map(|v| v.cast_to(&t)).collect::<datafusion::common::Result<Vec<_>>>()?;
-                    Ok(ScalarValue::List(ScalarValue::new_list_nullable(&values, &t)))
+                    list_of(values.collect::<datafusion::common::Result<Vec<_>>>()?)
                 }
                 _ => datafusion::common::plan_err!("{FUNCTION}: keys must be constants; a prepared statement can pass them as $1 in SELECT * FROM {FUNCTION}(...)"),
             }

@@ -205,6 +205,17 @@ fn idents(cols: &[Ident]) -> Vec<String> {
     cols.iter().map(normalize_ident).collect()
 }
 
+/// The arguments of `FROM name(...)` when the table factor calls the function `name`.
+pub fn table_function_args<'a>(f: &'a ast::TableFactor, name: &str) -> Option<&'a Vec<ast::FunctionArg>> {
+    match f {
+        ast::TableFactor::Table { name: n, args: Some(args), .. } => match n.0.last() {
+            Some(ObjectNamePart::Identifier(i)) if i.value.eq_ignore_ascii_case(name) => Some(&args.args),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Unquoted identifiers fold to lower case, as in PostgreSQL.
 pub fn normalize_ident(i: &Ident) -> String {
     if i.quote_style.is_some() { i.value.clone() } else { i.value.to_ascii_lowercase() }
