@@ -123,7 +123,7 @@ impl Session {
         for udf in crate::features::asof::marker_udfs() {
             ctx.register_udf(udf);
         }
-        for udaf in crate::evaluation::metrics::udafs().into_iter().chain(crate::evaluation::classes::udafs()) {
+        for udaf in crate::evaluation::metrics::udafs().into_iter().chain(crate::evaluation::classes::udafs()).chain(crate::evaluation::drift::udafs()) {
             ctx.register_udaf(udaf);
         }
         ctx.register_udtf(
@@ -289,6 +289,7 @@ impl Session {
         let (stmt, partition_by) = take_partitioning(stmt);
         let mut stmt = stmt;
         crate::features::historical::expand(self, &mut stmt, None).await?;
+        crate::evaluation::drift::expand(self, &mut stmt).await?;
         crate::features::online::prepare(self, &stmt).await?;
         let mut stmt = self.resolve_versions(stmt).await?;
         sql::asof::rewrite(&mut stmt)?;
@@ -297,6 +298,12 @@ impl Session {
             return Err(Error::FeatureNotSupported("PARTITIONED BY only applies to CREATE TABLE".into()));
         }
         Ok((plan, partition_by))
+    }
+
+    /// The result schema of a query's text, by planning it.
+    pub async fn query_schema(&self, query: &str) -> Result<SchemaRef> {
+        let plan = Box::pin(self.plan_query(Statement::Query(sql::parse_query(query)?))).await?;
+        Ok(Arc::new(plan.schema().as_arrow().clone()))
     }
 
     /// Plans a query (for datasets, which run it themselves).

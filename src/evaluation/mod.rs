@@ -6,6 +6,7 @@
 //! the wire protocol or know about sessions.
 
 pub mod classes;
+pub mod drift;
 pub mod metrics;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};

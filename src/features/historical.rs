@@ -13,18 +13,14 @@
 //! The operator keeps the spine's row order and yields each spine row once; the CREATED marker
 //! hides rows created after the spine time and breaks event-time ties by latest creation.
 
-use std::ops::ControlFlow;
-
 use chrono::{DateTime, Utc};
-use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, Query, Statement, TableAlias, TableFactor, Value,
-    ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
-};
+use datafusion::sql::sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, Query, Statement};
 
 use super::views::{self, FeatureView};
 use crate::error::{Error, Result};
 use crate::session::Session;
 use crate::sql::parse_query;
+use crate::sql::table_functions::{self, quote, string_arg};
 
 pub const FUNCTION: &str = "historical_features";
 
@@ -33,7 +29,7 @@ pub const FUNCTION: &str = "historical_features";
 pub async fn expand(session: &Session, stmt: &mut Statement, views_at: Option<DateTime<Utc>>) -> Result<()> {
     // A spine may itself call historical_features; each round expands one level.
     for _ in 0..8 {
-        let calls = calls(stmt);
+        let calls = table_functions::calls(stmt, FUNCTION);
         if calls.is_empty() {
             return Ok(());
         }
@@ -41,7 +37,7 @@ pub async fn expand(session: &Session, stmt: &mut Statement, views_at: Option<Da
         for args in &calls {
             derived.push(expansion(session, args, views_at).await?);
         }
-        replace(stmt, derived);
+        table_functions::replace(stmt, FUNCTION, derived);
     }
     Err(Error::FeatureNotSupported("historical_features is nested too deeply".into()))
 }
@@ -54,63 +50,6 @@ pub async fn expand_query(session: &Session, q: &mut Box<Query>, views_at: Optio
         *q = expanded;
     }
     Ok(())
-}
-
-fn is_call(f: &TableFactor) -> Option<&Vec<FunctionArg>> {
-    crate::sql::table_function_args(f, FUNCTION)
-}
-
-fn calls(stmt: &Statement) -> Vec<Vec<FunctionArg>> {
-    struct Calls(Vec<Vec<FunctionArg>>);
-    impl Visitor for Calls {
-        type Break = ();
-        fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
-            if let Some(args) = is_call(f) {
-                self.0.push(args.clone());
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut c = Calls(Vec::new());
-    let _ = stmt.visit(&mut c);
-    c.0
-}
-
-/// Puts the expansions in place of the calls, in the order `calls` found them.
-fn replace(stmt: &mut Statement, derived: Vec<Box<Query>>) {
-    struct Replace(std::vec::IntoIter<Box<Query>>);
-    impl VisitorMut for Replace {
-        type Break = ();
-        fn pre_visit_table_factor(&mut self, f: &mut TableFactor) -> ControlFlow<()> {
-            if is_call(f).is_some() {
-                let alias = match f {
-                    TableFactor::Table { alias, .. } => alias.take(),
-                    _ => None,
-                };
-                if let Some(subquery) = self.0.next() {
-                    *f = TableFactor::Derived {
-                        lateral: false,
-                        subquery,
-                        sample: None,
-                        alias: Some(alias.unwrap_or_else(|| TableAlias { name: FUNCTION.into(), columns: vec![], explicit: true, at: None })),
-                    };
-                }
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let _ = stmt.visit(&mut Replace(derived.into_iter()));
-}
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn string_arg(e: &Expr) -> Option<&str> {
-    match e {
-        Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(s), .. }) => Some(s),
-        _ => None,
-    }
 }
 
 fn usage() -> Error {
@@ -127,12 +66,7 @@ async fn expansion(session: &Session, args: &[FunctionArg], views_at: Option<Dat
     for a in args {
         match a {
             FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) if spine.is_none() => {
-                spine = Some(match (e, string_arg(e)) {
-                    (_, Some(s)) if parse_query(s).is_ok() => s.to_string(),
-                    (_, Some(s)) => format!("SELECT * FROM {s}"),
-                    (Expr::Identifier(_) | Expr::CompoundIdentifier(_), _) => format!("SELECT * FROM {e}"),
-                    _ => return Err(usage()),
-                });
+                spine = Some(table_functions::relation_arg(e).ok_or_else(usage)?);
             }
             FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
                 let s = string_arg(e).ok_or_else(usage)?;
@@ -231,6 +165,5 @@ async fn expansion(session: &Session, args: &[FunctionArg], views_at: Option<Dat
 
 /// The column names of a query's result.
 async fn columns_of(session: &Session, query: &str) -> Result<Vec<String>> {
-    let plan = Box::pin(session.plan_query(Statement::Query(parse_query(query)?))).await?;
-    Ok(plan.schema().fields().iter().map(|f| f.name().clone()).collect())
+    Ok(session.query_schema(query).await?.fields().iter().map(|f| f.name().clone()).collect())
 }

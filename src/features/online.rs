@@ -509,7 +509,7 @@ pub fn direct_call(stmt: &ast::Statement) -> Option<Vec<ast::FunctionArg>> {
 }
 
 fn call_args(f: &TableFactor) -> Option<Vec<ast::FunctionArg>> {
-    crate::sql::table_function_args(f, FUNCTION).cloned()
+    crate::sql::table_functions::args(f, FUNCTION).cloned()
 }
 
 /// Key values as one list key, in the first non-NULL value's type.

@@ -74,11 +74,7 @@ fn is_time(t: &DataType) -> bool {
 
 /// The schema of a view's rows, by planning its source.
 pub async fn source_schema(session: &Session, view: &FeatureView) -> Result<SchemaRef> {
-    let Some(sql::Statement::Sql(stmt)) = sql::parse_one(&view.source_sql()?)? else {
-        return Err(Error::Syntax(format!("feature view {}: its source is not a query", view.name)));
-    };
-    let plan = Box::pin(session.plan_query(*stmt)).await?;
-    Ok(Arc::new(plan.schema().as_arrow().clone()))
+    session.query_schema(&view.source_sql()?).await
 }
 
 pub async fn create(session: &Session, spec: FeatureViewSpec) -> Result<Output> {

@@ -9,6 +9,7 @@
 pub mod asof;
 pub mod parser;
 pub mod settings;
+pub mod table_functions;
 pub mod time_travel;
 
 use datafusion::sql::sqlparser::ast::{
@@ -203,17 +204,6 @@ fn object_name_text(name: &ObjectName) -> String {
 
 fn idents(cols: &[Ident]) -> Vec<String> {
     cols.iter().map(normalize_ident).collect()
-}
-
-/// The arguments of `FROM name(...)` when the table factor calls the function `name`.
-pub fn table_function_args<'a>(f: &'a ast::TableFactor, name: &str) -> Option<&'a Vec<ast::FunctionArg>> {
-    match f {
-        ast::TableFactor::Table { name: n, args: Some(args), .. } => match n.0.last() {
-            Some(ObjectNamePart::Identifier(i)) if i.value.eq_ignore_ascii_case(name) => Some(&args.args),
-            _ => None,
-        },
-        _ => None,
-    }
 }
 
 /// Unquoted identifiers fold to lower case, as in PostgreSQL.

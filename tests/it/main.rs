@@ -7,6 +7,7 @@ mod clients;
 mod asof;
 mod copy;
 mod datasets;
+mod drift;
 mod process;
 mod errors;
 mod features;
