@@ -75,6 +75,9 @@ pub enum Error {
     #[error("{0}")]
     UndefinedObject(String),
 
+    #[error("{0}")]
+    DuplicateColumn(String),
+
     #[error("query canceled")]
     Canceled,
 
@@ -123,6 +126,7 @@ impl Error {
             Error::InvalidDatetime(_) => "22007",
             Error::DuplicateObject(_) => "42710",
             Error::UndefinedObject(_) => "42704",
+            Error::DuplicateColumn(_) => "42701",
             Error::Canceled => "57014",
             Error::DataFusion(e) => datafusion_sqlstate(e),
             Error::Delta(e) => delta_sqlstate(e),

@@ -250,6 +250,10 @@ impl Session {
             Command::CreateFeatureView(spec) => crate::features::views::create(self, spec).await,
             Command::DropFeatureView { name, if_exists } => crate::features::views::drop(self, &name, if_exists).await,
             Command::OnlineFeatures(args) => batch_output(crate::features::online::lookup(self, &args, params.as_deref()).await?),
+            Command::CreateEvaluation(spec) => crate::evaluation::definition::create(self, spec).await,
+            Command::DropEvaluation { name, if_exists } => crate::evaluation::definition::drop(self, &name, if_exists).await,
+            Command::RunEvaluation { name, window } => crate::evaluation::run::run(self, &name, window).await,
+            Command::BackfillEvaluation { name, from, to } => crate::evaluation::run::backfill(self, &name, from, to).await,
             Command::Plan(stmt) => self.execute_plan(*stmt, params).await,
         }
     }
@@ -274,6 +278,9 @@ impl Session {
             Command::Vacuum { .. } => Ok(Description { params: vec![], result: Some(vacuum_schema()) }),
             Command::ReproduceDataset(_) => {
                 Ok(Description { params: vec![], result: Some(crate::datasets::reproduce_schema()) })
+            }
+            Command::RunEvaluation { .. } | Command::BackfillEvaluation { .. } => {
+                Ok(Description { params: vec![], result: Some(crate::evaluation::run::output_schema()) })
             }
             Command::OnlineFeatures(args) => {
                 let (schema, params) = crate::features::online::describe(self, &args).await?;
@@ -330,7 +337,7 @@ impl Session {
     }
 
     /// Evaluates a constant expression as an instant (UTC unless it says otherwise).
-    async fn fold_timestamp(&self, e: &datafusion::sql::sqlparser::ast::Expr) -> Result<DateTime<Utc>> {
+    pub(crate) async fn fold_timestamp(&self, e: &datafusion::sql::sqlparser::ast::Expr) -> Result<DateTime<Utc>> {
         let bad = |m: String| {
             let m = m.rsplit(": ").next().unwrap_or(&m).to_string();
             Error::InvalidDatetime(format!("{e} is not a timestamp: {m}"))

@@ -46,11 +46,72 @@ pub fn feature_views() -> (TableName, SchemaRef) {
     (TableName::new(METADATA_SCHEMA, "feature_views"), Arc::new(schema))
 }
 
+fn utc() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// `hindsight.evaluations`: one row per live evaluation (DROP deletes it).
+pub fn evaluations() -> (TableName, SchemaRef) {
+    let s = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
+    let schema = Schema::new(vec![
+        s("name", false),
+        s("schedule", false),
+        s("window_size", true),
+        s("lag", true),
+        s("on_commit", true),
+        Field::new("on_commit_version", DataType::Int64, true),
+        s("query", false),
+        s("default_schema", false),
+        Field::new("created_at", utc(), false),
+        s("created_by", false),
+    ]);
+    (TableName::new(METADATA_SCHEMA, "evaluations"), Arc::new(schema))
+}
+
+/// `hindsight.evaluation_runs`: one row per attempt to run an evaluation over a window.
+pub fn evaluation_runs() -> (TableName, SchemaRef) {
+    let s = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
+    let schema = Schema::new(vec![
+        s("run_id", false),
+        s("evaluation", false),
+        // schedule, manual, backfill or commit.
+        s("trigger", false),
+        Field::new("scheduled_for", utc(), true),
+        Field::new("trigger_version", DataType::Int64, true),
+        Field::new("window_start", utc(), false),
+        Field::new("window_end", utc(), false),
+        Field::new("attempt", DataType::Int64, false),
+        // succeeded or failed.
+        s("status", false),
+        s("error", true),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("started_at", utc(), false),
+        Field::new("duration_ms", DataType::Int64, false),
+        s("versions", false),
+        s("server", false),
+    ]);
+    (TableName::new(METADATA_SCHEMA, "evaluation_runs"), Arc::new(schema))
+}
+
 impl Warehouse {
+    /// Claims a key once in the whole warehouse: true for the first caller, false for every
+    /// other, across servers. It is an object written only if absent, the same atomic primitive
+    /// a Delta commit uses, under `hindsight/_claims/` (no Delta table, so no catalog entry).
+    pub async fn claim(&self, key: &[&str]) -> Result<bool> {
+        use object_store::{PutMode, PutOptions};
+        let path = key.iter().fold(self.prefix.clone().join(METADATA_SCHEMA).join("_claims"), |p, part| p.join(*part));
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.store.put_opts(&path, bytes::Bytes::from_static(b"claimed").into(), opts).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Creates the metadata tables a warehouse lacks. Two servers opening a new warehouse at
     /// once race harmlessly: the loser finds the table there.
     pub async fn ensure_metadata_tables(&self) -> Result<()> {
-        for (name, schema) in [datasets(), feature_views()] {
+        for (name, schema) in [datasets(), feature_views(), evaluations(), evaluation_runs()] {
             // create_table checks for the table first, so an existing one costs one lookup.
             match self.create_table(&name, &schema, &[]).await {
                 Ok(_) | Err(Error::DuplicateTable(_)) => {}

@@ -1,13 +1,17 @@
-//! Evaluation: model-quality metrics as SQL aggregates (and, next, drift statistics and
-//! scheduled evaluations; see DESIGN.md section 3.5).
+//! Evaluation (DESIGN.md section 3.5): model-quality and drift statistics as SQL aggregates,
+//! and evaluations, named queries run per time window.
 //!
 //! Owns: the metric definitions (`metrics`: ranking and mean losses; `classes`: threshold,
-//! class and calibration metrics), usable by any DataFusion session. Must not: speak
-//! the wire protocol or know about sessions.
+//! class and calibration metrics; `drift`: distribution tests and the `drift(...)` table
+//! function), usable by any DataFusion session; evaluation definitions and schedule arithmetic
+//! (`definition`); running one window and logging it (`run`). Must not: speak the wire
+//! protocol, or decide when to run (the `scheduler` does).
 
 pub mod classes;
+pub mod definition;
 pub mod drift;
 pub mod metrics;
+pub mod run;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 

@@ -20,7 +20,7 @@ use crate::catalog::TableName;
 use crate::copy::CopyOptions;
 use crate::error::{Error, Result};
 
-pub use parser::{FeatureViewSpec, Statement, ViewSource, parse, parse_query};
+pub use parser::{EvaluationSpec, FeatureViewSpec, Statement, ViewSource, parse, parse_query};
 
 /// Parses text that must be exactly one statement (the extended protocol's Parse message).
 pub fn parse_one(sql: &str) -> Result<Option<Statement>> {
@@ -51,6 +51,10 @@ pub enum Command {
     ReproduceDataset(ObjectName),
     CreateFeatureView(FeatureViewSpec),
     DropFeatureView { name: String, if_exists: bool },
+    CreateEvaluation(EvaluationSpec),
+    DropEvaluation { name: String, if_exists: bool },
+    RunEvaluation { name: String, window: Option<(Expr, Expr)> },
+    BackfillEvaluation { name: String, from: Expr, to: Expr },
     /// `SELECT * FROM online_features(...)`: answered from the index, without planning.
     OnlineFeatures(Vec<ast::FunctionArg>),
     /// Everything DataFusion plans: queries, DML, DDL, EXPLAIN.
@@ -80,12 +84,22 @@ pub fn classify(stmt: Statement) -> Result<Command> {
         Statement::CreateFeatureView(spec) => return Ok(Command::CreateFeatureView(spec)),
         Statement::DropFeatureView { name, if_exists } => return Ok(Command::DropFeatureView { name, if_exists }),
         // A query over the definitions, so it reads AS OF like any table.
-        Statement::ShowFeatureViews => match parse_one(crate::features::views::SHOW_SQL)? {
-            Some(Statement::Sql(s)) => *s,
-            _ => return Err(Error::Config("SHOW FEATURE VIEWS: bad internal query".into())),
-        },
+        Statement::ShowFeatureViews => internal_query(crate::features::views::SHOW_SQL)?,
+        Statement::CreateEvaluation(spec) => return Ok(Command::CreateEvaluation(spec)),
+        Statement::DropEvaluation { name, if_exists } => return Ok(Command::DropEvaluation { name, if_exists }),
+        Statement::ShowEvaluations => internal_query(crate::evaluation::definition::SHOW_SQL)?,
+        Statement::RunEvaluation { name, window } => return Ok(Command::RunEvaluation { name, window }),
+        Statement::BackfillEvaluation { name, from, to } => return Ok(Command::BackfillEvaluation { name, from, to }),
     };
     classify_sql(stmt)
+}
+
+/// One of our SHOW statements, which are queries over the metadata tables so they read AS OF.
+fn internal_query(sql: &str) -> Result<ast::Statement> {
+    match parse_one(sql)? {
+        Some(Statement::Sql(s)) => Ok(*s),
+        _ => Err(Error::Config(format!("bad internal query: {sql}"))),
+    }
 }
 
 fn classify_sql(stmt: ast::Statement) -> Result<Command> {
@@ -112,6 +126,8 @@ fn classify_sql(stmt: ast::Statement) -> Result<Command> {
                 Command::ShowTables
             } else if spaced == "feature views" {
                 return classify(Statement::ShowFeatureViews);
+            } else if spaced == "evaluations" {
+                return classify(Statement::ShowEvaluations);
             } else {
                 Command::Show(normalize_setting(&name))
             }

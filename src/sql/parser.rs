@@ -42,6 +42,28 @@ pub enum Statement {
     DropFeatureView { name: String, if_exists: bool },
     /// `SHOW FEATURE VIEWS`
     ShowFeatureViews,
+    /// `CREATE EVALUATION name SCHEDULE '<cron>' [WINDOW ...] [LAG ...] [ON COMMIT TO t] AS query`
+    CreateEvaluation(EvaluationSpec),
+    /// `DROP EVALUATION [IF EXISTS] name`
+    DropEvaluation { name: String, if_exists: bool },
+    /// `SHOW EVALUATIONS`
+    ShowEvaluations,
+    /// `RUN EVALUATION name [FOR WINDOW start, end]`
+    RunEvaluation { name: String, window: Option<(ast::Expr, ast::Expr)> },
+    /// `BACKFILL EVALUATION name FROM start TO end`
+    BackfillEvaluation { name: String, from: ast::Expr, to: ast::Expr },
+}
+
+/// An evaluation as written; `evaluation::definition` validates it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationSpec {
+    pub name: String,
+    pub schedule: String,
+    pub window: Option<String>,
+    pub lag: Option<String>,
+    pub on_commit: Option<ObjectName>,
+    /// The query's text as written, `$window_start` and `$window_end` included.
+    pub query: String,
 }
 
 /// A feature view as written; `features::views` validates it.
@@ -129,6 +151,34 @@ fn parse_statement(parser: &mut Parser, sql: &str) -> Result<Statement> {
     if words(parser, &["SHOW", "FEATURE", "VIEWS"]) {
         return Ok(Statement::ShowFeatureViews);
     }
+    if words(parser, &["CREATE", "EVALUATION"]) {
+        return Ok(Statement::CreateEvaluation(evaluation(parser, sql)?));
+    }
+    if words(parser, &["DROP", "EVALUATION"]) {
+        let if_exists = words(parser, &["IF", "EXISTS"]);
+        return Ok(Statement::DropEvaluation { name: crate::sql::normalize_ident(&parser.parse_identifier()?), if_exists });
+    }
+    if words(parser, &["SHOW", "EVALUATIONS"]) {
+        return Ok(Statement::ShowEvaluations);
+    }
+    if words(parser, &["RUN", "EVALUATION"]) {
+        let name = crate::sql::normalize_ident(&parser.parse_identifier()?);
+        let window = if words(parser, &["FOR", "WINDOW"]) {
+            let start = parser.parse_expr()?;
+            parser.expect_token(&Token::Comma)?;
+            Some((start, parser.parse_expr()?))
+        } else {
+            None
+        };
+        return Ok(Statement::RunEvaluation { name, window });
+    }
+    if words(parser, &["BACKFILL", "EVALUATION"]) {
+        let name = crate::sql::normalize_ident(&parser.parse_identifier()?);
+        parser.expect_keyword_is(Keyword::FROM)?;
+        let from = parser.parse_expr()?;
+        parser.expect_keyword_is(Keyword::TO)?;
+        return Ok(Statement::BackfillEvaluation { name, from, to: parser.parse_expr()? });
+    }
     if words(parser, &["VACUUM"]) {
         let table = parser.parse_object_name(true)?;
         let retain_hours = if words(parser, &["RETAIN"]) {
@@ -195,6 +245,34 @@ fn feature_view(parser: &mut Parser, sql: &str) -> Result<FeatureViewSpec> {
         None
     };
     Ok(FeatureViewSpec { name, source, entity, timestamp, created, ttl })
+}
+
+fn evaluation(parser: &mut Parser, sql: &str) -> Result<EvaluationSpec> {
+    let name = crate::sql::normalize_ident(&parser.parse_identifier()?);
+    if !words(parser, &["SCHEDULE"]) {
+        return Err(parser.expected::<()>("SCHEDULE '<cron>'", parser.peek_token()).unwrap_err().into());
+    }
+    let schedule = parser.parse_literal_string()?;
+    let (mut window, mut lag, mut on_commit) = (None, None, None);
+    loop {
+        if words(parser, &["WINDOW"]) {
+            words(parser, &["INTERVAL"]);
+            window = Some(parser.parse_literal_string()?);
+        } else if words(parser, &["LAG"]) {
+            words(parser, &["INTERVAL"]);
+            lag = Some(parser.parse_literal_string()?);
+        } else if words(parser, &["ON", "COMMIT", "TO"]) {
+            on_commit = Some(parser.parse_object_name(true)?);
+        } else {
+            break;
+        }
+    }
+    parser.expect_keyword_is(Keyword::AS)?;
+    let start = parser.peek_token_ref().span.start;
+    parser.parse_query()?;
+    let end = parser.peek_token_ref().span.start;
+    let query = slice(sql, start, end).trim().to_string();
+    Ok(EvaluationSpec { name, schedule, window, lag, on_commit, query })
 }
 
 /// Consumes the given words (keywords or not, any case) if the next tokens are exactly these.
@@ -337,5 +415,21 @@ mod tests {
         assert_eq!(v.entity, ["a", "B"]);
         assert!(matches!(&s[2], Statement::DropFeatureView { if_exists: true, .. }));
         assert!(matches!(&s[3], Statement::ShowFeatureViews));
+    }
+
+    #[test]
+    fn evaluations() {
+        let sql = "CREATE EVALUATION weekly SCHEDULE '0 6 * * 1' LAG INTERVAL '7 days' WINDOW '7 days' ON COMMIT TO public.catalog AS \
+                   SELECT roc_auc(p, y) FROM t WHERE ts >= $window_start AND ts < $window_end; \
+                   RUN EVALUATION weekly FOR WINDOW '2026-01-01', TIMESTAMP '2026-01-08'; BACKFILL EVALUATION weekly FROM '2026-01-01' TO now(); \
+                   SHOW EVALUATIONS; DROP EVALUATION IF EXISTS weekly";
+        let s = parse(sql).unwrap();
+        let Statement::CreateEvaluation(e) = &s[0] else { panic!("{:?}", s[0]) };
+        assert_eq!((e.schedule.as_str(), e.window.as_deref(), e.lag.as_deref()), ("0 6 * * 1", Some("7 days"), Some("7 days")));
+        assert_eq!(e.query, "SELECT roc_auc(p, y) FROM t WHERE ts >= $window_start AND ts < $window_end");
+        assert!(matches!(&s[1], Statement::RunEvaluation { window: Some(_), .. }));
+        assert!(matches!(&s[2], Statement::BackfillEvaluation { .. }));
+        assert!(matches!(&s[3], Statement::ShowEvaluations));
+        assert!(matches!(&s[4], Statement::DropEvaluation { if_exists: true, .. }));
     }
 }
