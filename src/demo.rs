@@ -57,6 +57,37 @@ const FEATURE_VIEWS: &[&str] = &[
     "CREATE FEATURE VIEW applicant_profile ON applicants ENTITY (applicant_id) TIMESTAMP signup_date",
 ];
 
+/// The training set the demo's model was fit on: requests before March 2025 with the
+/// applicant's profile. The drift evaluation compares each week's requests against it.
+const TRAINING_DATASET: &str = "CREATE DATASET training AS \
+     SELECT r.request_id, r.amount_requested, a.age, a.income, a.region, a.employment \
+     FROM requests r JOIN applicants a ON a.applicant_id = r.applicant_id WHERE r.ts < TIMESTAMP '2025-03-01'";
+
+/// The demo's evaluations, each backfilled over the demo's weeks when created: model quality
+/// by model version and region once labels have had four weeks to arrive, and drift of each
+/// week's requests against the training set.
+const EVALUATIONS: &[(&str, &str)] = &[
+    (
+        "weekly_quality",
+        "CREATE EVALUATION weekly_quality SCHEDULE '0 6 * * 1' WINDOW INTERVAL '7 days' LAG INTERVAL '28 days' AS \
+         SELECT p.model_version, a.region, count(*) AS requests, count(l.defaulted) AS labeled, \
+                roc_auc(p.score, l.defaulted) AS auc, log_loss(p.score, l.defaulted) AS log_loss \
+         FROM requests r JOIN predictions p ON p.request_id = r.request_id \
+         JOIN applicants a ON a.applicant_id = r.applicant_id \
+         LEFT JOIN labels l ON l.request_id = r.request_id \
+         WHERE r.ts >= $window_start AND r.ts < $window_end \
+         GROUP BY p.model_version, a.region",
+    ),
+    (
+        "weekly_drift",
+        "CREATE EVALUATION weekly_drift SCHEDULE '0 6 * * 1' WINDOW INTERVAL '7 days' AS \
+         SELECT * FROM drift('SELECT amount_requested, age, income, region, employment FROM datasets.training', \
+                             'SELECT r.amount_requested, a.age, a.income, a.region, a.employment FROM requests r \
+                              JOIN applicants a ON a.applicant_id = r.applicant_id \
+                              WHERE r.ts >= $window_start AND r.ts < $window_end')",
+    ),
+];
+
 /// Writes every demo table and feature view that does not exist yet; returns the names of those
 /// written.
 pub async fn write(warehouse: &std::sync::Arc<Warehouse>) -> Result<Vec<String>> {
@@ -80,6 +111,22 @@ pub async fn write(warehouse: &std::sync::Arc<Warehouse>) -> Result<Vec<String>>
     for ddl in FEATURE_VIEWS {
         match session.run_sql(ddl).await {
             Ok(_) => written.push(format!("feature view {}", ddl.split_whitespace().nth(3).unwrap_or_default())),
+            Err(Error::DuplicateObject(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    match session.run_sql(TRAINING_DATASET).await {
+        Ok(_) => written.push("dataset training".into()),
+        Err(Error::DuplicateObject(_)) => {}
+        Err(e) => return Err(e),
+    }
+    for (name, ddl) in EVALUATIONS {
+        match session.run_sql(ddl).await {
+            Ok(_) => {
+                // Results at once: every week of the demo's data.
+                session.run_sql(&format!("BACKFILL EVALUATION {name} FROM '2025-01-13' TO '2025-05-12'")).await?;
+                written.push(format!("evaluation {name} (eval.{name})"));
+            }
             Err(Error::DuplicateObject(_)) => {}
             Err(e) => return Err(e),
         }

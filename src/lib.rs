@@ -10,6 +10,8 @@
 //!   (AS OF, dataset pinning); session settings.
 //! - `copy`: COPY input formats and the one-commit upload.
 //! - `features`: point-in-time features as DataFusion extensions (the ASOF JOIN operator).
+//! - `evaluation`: metric and drift aggregates, `drift(...)`, evaluation definitions and runs.
+//! - `scheduler`: when evaluations run (cron, catch-up, retries, ON COMMIT), inside `serve`.
 //! - `datasets`: CREATE DATASET / REPRODUCE DATASET, pinned versions and the content hash.
 //! - `catalog`: the warehouse of Delta tables, their versions and history, the metadata tables,
 //!   and the DataFusion catalog and table providers over them.
@@ -24,6 +26,7 @@ pub mod demo;
 pub mod error;
 pub mod evaluation;
 pub mod features;
+pub mod scheduler;
 pub mod server;
 pub mod session;
 pub mod sql;

@@ -38,6 +38,10 @@ enum Command {
         /// Write the demo warehouse first (tables that already exist are left alone).
         #[arg(long)]
         demo: bool,
+        /// Do not run scheduled evaluations in this server (another server on the warehouse
+        /// does; RUN and BACKFILL EVALUATION still work).
+        #[arg(long, env = "HINDSIGHT_NO_SCHEDULER")]
+        no_scheduler: bool,
     },
     /// Write the credit-scoring demo tables into a warehouse.
     Demo {
@@ -74,7 +78,7 @@ async fn main() {
 
 async fn run(cli: Cli) -> hindsight::Result<()> {
     match cli.command {
-        Command::Serve { warehouse, listen, max_connections, retention_days, config, demo } => {
+        Command::Serve { warehouse, listen, max_connections, retention_days, config, demo, no_scheduler } => {
             let config =
                 Config::resolve(Overrides { warehouse, listen, max_connections, retention_days, config_file: config })?;
             let warehouse = Warehouse::open_with_retention(&config.warehouse, config.retention_days).await?;
@@ -90,8 +94,19 @@ async fn run(cli: Cli) -> hindsight::Result<()> {
                 config.listen.ip(),
                 config.listen.port()
             );
+            let (stop_scheduler, stopped) = tokio::sync::oneshot::channel::<()>();
+            let scheduler = (!no_scheduler).then(|| {
+                let s = hindsight::scheduler::Scheduler::new(warehouse.clone(), Default::default());
+                tokio::spawn(s.run(async {
+                    let _ = stopped.await;
+                }))
+            });
             hindsight::server::run(listener, warehouse, config.max_connections, hindsight::server::shutdown_signal())
                 .await?;
+            let _ = stop_scheduler.send(());
+            if let Some(s) = scheduler {
+                let _ = s.await;
+            }
             tracing::info!("stopped");
             Ok(())
         }

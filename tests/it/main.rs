@@ -10,6 +10,7 @@ mod datasets;
 mod drift;
 mod process;
 mod errors;
+mod evaluations;
 mod features;
 mod history;
 mod metrics;
