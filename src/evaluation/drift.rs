@@ -535,7 +535,13 @@ fn chi2(counts: &[[u64; 2]]) -> (f64, f64) {
         })
         .sum();
     let df = (counts.len() - 1) as f64;
-    let p = if stat.is_infinite() { 0.0 } else { statrs::function::gamma::gamma_ur(df / 2.0, stat / 2.0) };
+    let p = if stat.is_infinite() {
+        0.0
+    } else if stat <= 0.0 || stat.is_nan() {
+        1.0
+    } else {
+        statrs::function::gamma::checked_gamma_ur(df / 2.0, stat / 2.0).unwrap_or(f64::NAN)
+    };
     (stat, p)
 }
 

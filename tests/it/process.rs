@@ -21,8 +21,12 @@ fn spawn(warehouse: &std::path::Path, port: u16) -> Child {
 }
 
 async fn wait_ready(port: u16) -> tokio_postgres::Client {
+    wait_ready_for(port, Duration::from_secs(10)).await
+}
+
+async fn wait_ready_for(port: u16, limit: Duration) -> tokio_postgres::Client {
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    for _ in 0..200 {
+    for _ in 0..limit.as_millis() / 50 {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
             return connect(addr).await;
         }
@@ -153,4 +157,42 @@ fn demo_then_sql_from_the_command_line() {
     assert!(out.contains("| 1169 |"), "{out}");
     assert!(out.lines().any(|l| l.contains("v1") && l.contains("1159")), "{out}");
     assert!(out.lines().any(|l| l.contains("v2") && l.contains("341")), "{out}");
+}
+
+/// `serve --demo` shows evaluation results at once, and its scheduler runs evaluations: here an
+/// ON COMMIT one, triggered by an INSERT from a client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_demo_has_evaluation_results_and_a_running_scheduler() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_hindsight"))
+        .args(["serve", "--demo", "--warehouse", dir.path().to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start hindsight");
+    // The demo (tables, dataset, backfilled evaluations) is written before the server listens.
+    let c = wait_ready_for(port, Duration::from_secs(120)).await;
+    let weeks: i64 = c.query_one("SELECT count(DISTINCT window_start) FROM eval.weekly_quality WHERE auc IS NOT NULL", &[]).await.unwrap().get(0);
+    assert!(weeks >= 8, "{weeks} weeks with an AUC");
+    let drift: i64 = c.query_one("SELECT count(*) FROM eval.weekly_drift WHERE \"column\" = 'income'", &[]).await.unwrap().get(0);
+    assert!(drift >= 10, "{drift} weekly drift rows for income");
+    c.batch_execute(
+        "CREATE TABLE product_catalog (sku BIGINT);
+         CREATE EVALUATION catalog_size SCHEDULE '0 0 1 1 *' ON COMMIT TO product_catalog AS SELECT count(*) AS skus FROM product_catalog;
+         INSERT INTO product_catalog VALUES (1), (2)",
+    )
+    .await
+    .unwrap();
+    let mut skus = None;
+    for _ in 0..100 {
+        if let Ok(row) = c.query_one("SELECT skus FROM eval.catalog_size", &[]).await {
+            skus = Some(row.get::<_, i64>(0));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(skus, Some(2), "the scheduler ran the evaluation after the commit");
+    server.kill().ok();
+    let _ = server.wait();
 }
