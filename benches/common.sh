@@ -33,3 +33,11 @@ start_postgres() {
 }
 
 stop_postgres() { su postgres -c "$PGBIN/pg_ctl -D $1 stop" >/dev/null; }
+
+# timed LABEL SQL: runs SQL three times through $PSQL, printing each wall time and the last row.
+timed() {
+    for _ in 1 2 3; do
+        t0=$(date +%s.%N); out=$($PSQL -Atc "$2" | tail -1); t1=$(date +%s.%N)
+        echo "$1: $(echo "$t1 - $t0" | bc) s  ($out)"
+    done
+}

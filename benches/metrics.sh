@@ -20,17 +20,11 @@ trap 'kill $HS_PID 2>/dev/null || true' EXIT
 # Scores in 10,007 steps (so there are ties), labels about 40% positive, 100 slices.
 $PSQL -c "CREATE TABLE preds AS SELECT value % 100 AS slice, ((value * 7919) % 10007) / 10007.0 AS score, (value * 104729) % 997 < 400 AS label, ((value * 31) % 1000) / 10.0 AS pred, ((value * 17) % 1000) / 10.0 AS y FROM generate_series(1, $ROWS)"
 
-run() {  # run LABEL SQL
-    for _ in 1 2 3; do
-        t0=$(date +%s.%N); out=$($PSQL -Atc "$2" | tail -1); t1=$(date +%s.%N)
-        echo "$1: $(echo "$t1 - $t0" | bc) s  ($out)"
-    done
-}
 echo "== hindsight ($ROWS rows)"
-run "roc_auc" "SELECT roc_auc(score, label) FROM preds"
-run "log_loss" "SELECT log_loss(score, label) FROM preds"
-run "rmse" "SELECT rmse(pred, y) FROM preds"
-run "all three by slice" "SELECT slice, roc_auc(score, label), log_loss(score, label), rmse(pred, y) FROM preds GROUP BY slice ORDER BY slice"
+timed "roc_auc" "SELECT roc_auc(score, label) FROM preds"
+timed "log_loss" "SELECT log_loss(score, label) FROM preds"
+timed "rmse" "SELECT rmse(pred, y) FROM preds"
+timed "all three by slice" "SELECT slice, roc_auc(score, label), log_loss(score, label), rmse(pred, y) FROM preds GROUP BY slice ORDER BY slice"
 echo "server peak RSS: $(peak_mib $HS_PID) MiB"
 
 python3 - "$WH" <<'PY'

@@ -24,15 +24,9 @@ $PSQL -c "CREATE TABLE labels AS SELECT (value * 7) % $ROWS + 1 AS request_id, (
 
 Q1="SELECT roc_auc(p.score, l.defaulted), log_loss(p.score, l.defaulted) FROM predictions p JOIN labels l ON l.request_id = p.request_id"
 Q2="SELECT p.slice, roc_auc(p.score, l.defaulted), log_loss(p.score, l.defaulted) FROM predictions p JOIN labels l ON l.request_id = p.request_id GROUP BY p.slice ORDER BY p.slice"
-run() {  # run LABEL SQL
-    for _ in 1 2 3; do
-        t0=$(date +%s.%N); out=$($PSQL -Atc "$2" | tail -1); t1=$(date +%s.%N)
-        echo "$1: $(echo "$t1 - $t0" | bc) s  ($out)"
-    done
-}
 echo "== hindsight ($ROWS predictions, $((ROWS * 8 / 10)) labels)"
-run "join + roc_auc + log_loss" "$Q1"
-run "join + both by slice" "$Q2"
+timed "join + roc_auc + log_loss" "$Q1"
+timed "join + both by slice" "$Q2"
 echo "server peak RSS: $(peak_mib $HS_PID) MiB"
 
 python3 - "$WH" <<'PY'
