@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # drift(): 1M baseline rows against 1M current rows, 20 columns (15 numeric, 5 categorical),
 # against Evidently's DataDriftPreset on the same Parquet files (pandas), release build.
-#   ROWS=1000000 bash benches/drift.sh
+#   ROWS=1000000 [EVIDENTLY_RUNS=3] bash benches/drift.sh
 # Evidently 0.7 runs in its own virtualenv ($WORK/evidently-venv), with pandas < 2.3 (0.7.23
 # fails to import under pandas 3).
 set -euo pipefail
@@ -55,7 +55,8 @@ t0 = time.time()
 ref = pd.concat(pd.read_parquet(f) for f in glob.glob(f"{wh}/public/base/*.parquet"))
 cur = pd.concat(pd.read_parquet(f) for f in glob.glob(f"{wh}/public/cur/*.parquet"))
 print(f"== Evidently {evidently.__version__} DataDriftPreset (pandas read: {time.time() - t0:.2f} s)")
-for _ in range(3):
+import os
+for _ in range(int(os.environ.get("EVIDENTLY_RUNS", "3"))):
     t0 = time.time()
     snapshot = Report([DataDriftPreset()]).run(current_data=cur, reference_data=ref)
     result = snapshot.dict()
