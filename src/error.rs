@@ -78,8 +78,19 @@ pub enum Error {
     #[error("{0}")]
     DuplicateColumn(String),
 
-    #[error("query canceled")]
+    #[error("canceling statement due to user request")]
     Canceled,
+
+    #[error("canceling statement due to statement timeout ({0} ms)")]
+    StatementTimeout(u64),
+
+    /// A role too weak for the statement; nothing was changed.
+    #[error("{0}")]
+    InsufficientPrivilege(String),
+
+    /// Over a configured limit (message size, ...).
+    #[error("{0}")]
+    ProgramLimit(String),
 
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
@@ -127,7 +138,9 @@ impl Error {
             Error::DuplicateObject(_) => "42710",
             Error::UndefinedObject(_) => "42704",
             Error::DuplicateColumn(_) => "42701",
-            Error::Canceled => "57014",
+            Error::Canceled | Error::StatementTimeout(_) => "57014",
+            Error::InsufficientPrivilege(_) => "42501",
+            Error::ProgramLimit(_) => "54000",
             Error::DataFusion(e) => datafusion_sqlstate(e),
             Error::Delta(e) => delta_sqlstate(e),
             Error::Arrow(e) => arrow_sqlstate(e),

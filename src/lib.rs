@@ -2,8 +2,11 @@
 //! over the PostgreSQL wire protocol.
 //!
 //! The modules, outermost first:
-//! - `server`: accept loop, connection limit, graceful shutdown. No SQL.
-//! - `wire`: the PostgreSQL protocol (pgwire handlers, Postgres types, COPY framing). No planning.
+//! - `server`: accept loop, connection limit, TLS, graceful shutdown. No SQL.
+//! - `wire`: the PostgreSQL protocol (startup and SCRAM, pgwire handlers, Postgres types, COPY
+//!   framing, cancel and statement timeouts). No planning.
+//! - `security`: users and SCRAM verifiers, roles (judged on the logical plan), TLS setup.
+//! - `metrics`: Prometheus counters and histograms, and their `/metrics` endpoint.
 //! - `session`: one DataFusion context per connection; runs a statement, intercepting the DDL
 //!   and DML plans that must become Delta operations.
 //! - `sql`: parsing (PostgreSQL plus time travel and our statements), routing, AST rewrites
@@ -26,7 +29,9 @@ pub mod demo;
 pub mod error;
 pub mod evaluation;
 pub mod features;
+pub mod metrics;
 pub mod scheduler;
+pub mod security;
 pub mod server;
 pub mod session;
 pub mod sql;

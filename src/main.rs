@@ -7,13 +7,26 @@ use datafusion::arrow::util::pretty::pretty_format_batches;
 use futures::TryStreamExt;
 use hindsight::catalog::Warehouse;
 use hindsight::config::{Config, Overrides};
+use hindsight::security::Role;
+use hindsight::security::scram::Verifier;
+use hindsight::security::tls::Tls;
+use hindsight::server::Server;
 use hindsight::session::{Output, Session};
 
 #[derive(Parser)]
 #[command(name = "hindsight", version, about = "A SQL-native feature store and evaluation engine over Delta Lake")]
 struct Cli {
+    /// Log lines as text or as JSON objects (one per line, for log shippers).
+    #[arg(long, env = "HINDSIGHT_LOG_FORMAT", default_value = "text", global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -42,6 +55,30 @@ enum Command {
         /// does; RUN and BACKFILL EVALUATION still work).
         #[arg(long, env = "HINDSIGHT_NO_SCHEDULER")]
         no_scheduler: bool,
+        /// Serve without authentication on a non-loopback address. Without users and without
+        /// this flag, the server refuses to listen anywhere but loopback.
+        #[arg(long, env = "HINDSIGHT_INSECURE_TRUST")]
+        insecure_trust: bool,
+        /// TLS certificate chain (PEM); with --tls-key.
+        #[arg(long, env = "HINDSIGHT_TLS_CERT")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM: PKCS#8, RSA or EC); with --tls-cert.
+        #[arg(long, env = "HINDSIGHT_TLS_KEY")]
+        tls_key: Option<PathBuf>,
+        /// Serve Prometheus metrics at http://ADDR/metrics.
+        #[arg(long, env = "HINDSIGHT_METRICS_LISTEN")]
+        metrics_listen: Option<String>,
+        /// Default statement_timeout in milliseconds (0: none); sessions may SET their own.
+        #[arg(long, env = "HINDSIGHT_STATEMENT_TIMEOUT_MS")]
+        statement_timeout_ms: Option<u64>,
+        /// Memory one statement may use, in MiB, before it spills or fails with 53200.
+        #[arg(long, env = "HINDSIGHT_MEMORY_LIMIT_MB")]
+        memory_limit_mb: Option<u64>,
+    },
+    /// Manage the users in a config file (SCRAM-SHA-256 verifiers, never passwords).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
     },
     /// Write the credit-scoring demo tables into a warehouse.
     Demo {
@@ -61,16 +98,37 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user, or change its role and password. The password is read from
+    /// HINDSIGHT_PASSWORD, else prompted for on a terminal, else read as a line from stdin.
+    Add {
+        name: String,
+        #[arg(long)]
+        role: Role,
+        /// The config file to write (created if missing).
+        #[arg(long, env = "HINDSIGHT_CONFIG", default_value = "hindsight.toml")]
+        config: PathBuf,
+    },
+    /// Remove a user.
+    Remove {
+        name: String,
+        #[arg(long, env = "HINDSIGHT_CONFIG", default_value = "hindsight.toml")]
+        config: PathBuf,
+    },
+}
+
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HINDSIGHT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("hindsight=info,warn,buoyant_kernel=off,deltalake_core=error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(e) = run(Cli::parse()).await {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HINDSIGHT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("hindsight=info,warn,buoyant_kernel=off,deltalake_core=error"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+    if let Err(e) = run(cli).await {
         eprintln!("error: {}", e.message());
         std::process::exit(1);
     }
@@ -78,17 +136,55 @@ async fn main() {
 
 async fn run(cli: Cli) -> hindsight::Result<()> {
     match cli.command {
-        Command::Serve { warehouse, listen, max_connections, retention_days, config, demo, no_scheduler } => {
-            let config =
-                Config::resolve(Overrides { warehouse, listen, max_connections, retention_days, config_file: config })?;
+        Command::Serve {
+            warehouse,
+            listen,
+            max_connections,
+            retention_days,
+            config,
+            demo,
+            no_scheduler,
+            insecure_trust,
+            tls_cert,
+            tls_key,
+            metrics_listen,
+            statement_timeout_ms,
+            memory_limit_mb,
+        } => {
+            let config = Config::resolve(Overrides {
+                warehouse,
+                listen,
+                max_connections,
+                retention_days,
+                config_file: config,
+                insecure_trust,
+                statement_timeout_ms,
+                memory_limit_mb,
+                metrics_listen,
+                tls_cert,
+                tls_key,
+            })?;
+            config.check_exposure()?;
+            // Before anything is opened or bound: a TLS setup that fails stops the server.
+            let tls = config.tls.as_ref().map(Tls::load).transpose()?;
             let warehouse = Warehouse::open_with_retention(&config.warehouse, config.retention_days).await?;
             if demo {
                 hindsight::demo::write(&warehouse).await?;
             }
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+            if let Some(addr) = config.metrics_listen {
+                let metrics = tokio::net::TcpListener::bind(addr).await?;
+                tracing::info!(listen = %metrics.local_addr()?, "metrics at /metrics");
+                tokio::spawn(hindsight::metrics::serve(metrics, async {
+                    let _ = metrics_stopped.await;
+                }));
+            }
             tracing::info!(
                 listen = %listener.local_addr()?,
                 warehouse = %warehouse.root(),
+                auth = if config.users.is_empty() { "trust" } else { "scram-sha-256" },
+                tls = tls.is_some(),
                 "hindsight {} ready: psql -h {} -p {} -U hindsight",
                 env!("CARGO_PKG_VERSION"),
                 config.listen.ip(),
@@ -101,14 +197,36 @@ async fn run(cli: Cli) -> hindsight::Result<()> {
                     let _ = stopped.await;
                 }))
             });
-            hindsight::server::run(listener, warehouse, config.max_connections, hindsight::server::shutdown_signal())
-                .await?;
+            let mut server = Server::new(warehouse)
+                .with_max_connections(config.max_connections)
+                .with_users(config.users.clone())
+                .with_limits(config.limits.clone());
+            if let Some(tls) = tls {
+                server = server.with_tls(tls);
+            }
+            server.run(listener, hindsight::server::shutdown_signal()).await?;
+            let _ = stop_metrics.send(());
             let _ = stop_scheduler.send(());
             if let Some(s) = scheduler {
                 let _ = s.await;
             }
             tracing::info!("stopped");
             Ok(())
+        }
+        Command::User { action: UserAction::Add { name, role, config } } => {
+            let password = read_password(&name)?;
+            let verifier = Verifier::from_password(&password, hindsight::security::scram::ITERATIONS);
+            let existed = hindsight::config::users_file::add(&config, &name, role, &verifier)?;
+            println!("{} user {name} ({role}) in {}", if existed { "updated" } else { "added" }, config.display());
+            Ok(())
+        }
+        Command::User { action: UserAction::Remove { name, config } } => {
+            if hindsight::config::users_file::remove(&config, &name)? {
+                println!("removed user {name} from {}", config.display());
+                Ok(())
+            } else {
+                Err(hindsight::Error::Config(format!("no user {name} in {}", config.display())))
+            }
         }
         Command::Demo { warehouse, config } => {
             let config = Config::resolve(Overrides { warehouse, config_file: config, ..Default::default() })?;
@@ -139,4 +257,27 @@ async fn run(cli: Cli) -> hindsight::Result<()> {
             Ok(())
         }
     }
+}
+
+/// From HINDSIGHT_PASSWORD, a terminal prompt (twice, unechoed), or one line of stdin (scripts).
+fn read_password(user: &str) -> hindsight::Result<String> {
+    use std::io::IsTerminal;
+    let password = if let Ok(p) = std::env::var("HINDSIGHT_PASSWORD") {
+        p
+    } else if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("password for {user}: "))?;
+        let again = rpassword::prompt_password("again: ")?;
+        if first != again {
+            return Err(hindsight::Error::Config("the passwords differ".into()));
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.is_empty() {
+        return Err(hindsight::Error::Config("empty password".into()));
+    }
+    Ok(password)
 }

@@ -114,6 +114,10 @@ impl Scheduler {
                 tracing::warn!(evaluation = %eval.name, error = %e.message(), "evaluation could not be scheduled");
             }
         }
+        for record in &out {
+            let status = crate::metrics::Status { status: record.status() };
+            crate::metrics::METRICS.scheduler_runs.get_or_create(&status).inc();
+        }
         Ok(out)
     }
 

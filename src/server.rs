@@ -1,4 +1,4 @@
-//! The accept loop: one task per connection, a cap on connections, and graceful shutdown.
+//! The accept loop: one task per connection, a cap on connections, TLS, and graceful shutdown.
 //!
 //! Owns: sockets and connection lifetimes. Must not: parse SQL or touch storage.
 //!
@@ -10,76 +10,140 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pgwire::tokio::TlsAcceptor;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::catalog::Warehouse;
+use crate::config::Limits;
 use crate::error::Result;
+use crate::metrics::METRICS;
+use crate::security::Users;
+use crate::security::tls::Tls;
 use crate::session::Session;
-use crate::wire::{Connection, Handlers};
+use crate::wire::{Connection, Handlers, Shared, TooManyConnections};
 
 /// How long shutdown waits for open connections before it drops them.
 const DRAIN: Duration = Duration::from_secs(30);
+/// How long a refused connection may take to hear why.
+const REFUSAL: Duration = Duration::from_secs(5);
 
-pub async fn run(
-    listener: TcpListener,
+/// A server over one warehouse, built like a delta-rs operation: required parts in `new`,
+/// options as `with_*`, then `run`.
+pub struct Server {
     warehouse: Arc<Warehouse>,
     max_connections: usize,
-    shutdown: impl Future<Output = ()>,
-) -> Result<()> {
-    // A semaphore rather than a counter: a permit is released however the connection ends.
-    let limit = Arc::new(Semaphore::new(max_connections));
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            Some(done) = connections.join_next(), if !connections.is_empty() => {
-                if let Err(e) = done {
-                    tracing::error!(error = %e, "connection task panicked");
+    users: Users,
+    tls: Option<Tls>,
+    limits: Limits,
+}
+
+impl Server {
+    /// `trust` on loopback, no TLS, no limits but the message size, 256 connections.
+    pub fn new(warehouse: Arc<Warehouse>) -> Self {
+        Self { warehouse, max_connections: 256, users: Users::default(), tls: None, limits: Limits::default() }
+    }
+
+    pub fn with_max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Users who must authenticate with SCRAM-SHA-256; none means `trust`.
+    pub fn with_users(mut self, users: Users) -> Self {
+        self.users = users;
+        self
+    }
+
+    pub fn with_tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let shared = Arc::new(Shared::new(self.users, self.tls.as_ref().map(|t| t.cert_pem.as_slice()), self.limits)?);
+        let acceptor: Option<TlsAcceptor> = self.tls.map(|t| t.acceptor);
+        // A semaphore rather than a counter: a permit is released however the connection ends.
+        let limit = Arc::new(Semaphore::new(self.max_connections));
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(done) = connections.join_next(), if !connections.is_empty() => {
+                    if let Err(e) = done {
+                        tracing::error!(error = %e, "connection task panicked");
+                    }
+                }
+                accepted = listener.accept() => {
+                    let (socket, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            continue;
+                        }
+                    };
+                    let acceptor = acceptor.clone();
+                    let Ok(permit) = limit.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "too many connections; refusing");
+                        METRICS.connections_refused.inc();
+                        tokio::spawn(async move {
+                            let _ = tokio::time::timeout(REFUSAL, pgwire::tokio::process_socket(socket, acceptor, TooManyConnections)).await;
+                        });
+                        continue;
+                    };
+                    let warehouse = self.warehouse.clone();
+                    let shared = shared.clone();
+                    connections.spawn(async move {
+                        let _permit = permit;
+                        let _active = ActiveConnection::open();
+                        tracing::debug!(%peer, "connection opened");
+                        match Session::with_limits(warehouse, &shared.limits) {
+                            Ok(session) => {
+                                let handlers = Handlers::new(Connection::new(session, shared));
+                                if let Err(e) = pgwire::tokio::process_socket(socket, acceptor, handlers).await {
+                                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                                }
+                            }
+                            Err(e) => tracing::error!(%peer, error = %e, "could not start a session"),
+                        }
+                        tracing::debug!(%peer, "connection closed");
+                    });
                 }
             }
-            accepted = listener.accept() => {
-                let (socket, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                };
-                let Ok(permit) = limit.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, "too many connections; refusing");
-                    drop(socket);
-                    continue;
-                };
-                let _ = socket.set_nodelay(true);
-                let warehouse = warehouse.clone();
-                connections.spawn(async move {
-                    let _permit = permit;
-                    tracing::debug!(%peer, "connection opened");
-                    match Session::new(warehouse) {
-                        Ok(session) => {
-                            let handlers = Handlers(Connection::new(session));
-                            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
-                                tracing::debug!(%peer, error = %e, "connection ended with an error");
-                            }
-                        }
-                        Err(e) => tracing::error!(%peer, error = %e, "could not start a session"),
-                    }
-                    tracing::debug!(%peer, "connection closed");
-                });
-            }
         }
+        tracing::info!(open = connections.len(), "shutting down: no new connections");
+        drop(listener);
+        let drained = tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(open = connections.len(), "closing connections that outlived the drain period");
+            connections.shutdown().await;
+        }
+        Ok(())
     }
-    tracing::info!(open = connections.len(), "shutting down: no new connections");
-    drop(listener);
-    let drained = tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        tracing::warn!(open = connections.len(), "closing connections that outlived the drain period");
-        connections.shutdown().await;
+}
+
+/// Counts a connection as open until it is dropped, however its task ends.
+struct ActiveConnection;
+
+impl ActiveConnection {
+    fn open() -> Self {
+        METRICS.connections.inc();
+        METRICS.connections_active.inc();
+        Self
     }
-    Ok(())
+}
+
+impl Drop for ActiveConnection {
+    fn drop(&mut self) {
+        METRICS.connections_active.dec();
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -6,7 +6,8 @@
 //! transactions work, but they group nothing.
 //! Must not: speak the wire protocol (it returns Arrow streams and tags, `wire` encodes them).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, Int64Array, StringArray, TimestampMicrosecondArray};
@@ -25,7 +26,9 @@ use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use crate::catalog::versions::{Commit, TableAt, VacuumReport, show_time};
 use crate::catalog::{self, AsOf, DEFAULT_SCHEMA, HindsightTable, METADATA_SCHEMA, TableName, Warehouse, WarehouseCatalog};
 use crate::copy::{CopyDecoder, CopyOptions, CopyUpload, count_of};
+use crate::config::Limits;
 use crate::error::{Error, Result};
+use crate::security::{Role, required_role, roles::plan_role};
 use crate::sql::settings::{self, Settings};
 use crate::sql::time_travel::{self, VersionClause};
 use crate::sql::{self, Command, CopyToSource, TransactionKind};
@@ -83,10 +86,19 @@ pub struct Session {
     ctx: SessionContext,
     settings: Arc<Settings>,
     as_of: Arc<AsOf>,
+    role: RwLock<Role>,
+    /// The server's `statement_timeout`, which RESET goes back to.
+    default_timeout: Option<Duration>,
 }
 
 impl Session {
+    /// An unlimited admin session: the CLI, the scheduler, the demo writer.
     pub fn new(warehouse: Arc<Warehouse>) -> Result<Self> {
+        Self::with_limits(warehouse, &Limits::default())
+    }
+
+    /// A client's session: an admin until `set_identity` says who connected.
+    pub fn with_limits(warehouse: Arc<Warehouse>, limits: &Limits) -> Result<Self> {
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA)
             .with_create_default_catalog_and_schema(false)
@@ -101,7 +113,13 @@ impl Session {
         config.options_mut().optimizer.enable_round_robin_repartition = false;
         // PostgreSQL honours ORDER BY in a subquery; a spine query's order is the output's.
         config.options_mut().sql_parser.enable_subquery_sort_elimination = false;
-        let ctx = SessionContext::new_with_config(config);
+        let mut runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();
+        if let Some(bytes) = limits.memory_limit {
+            // A fair pool: operators that can spill (sort, hash aggregate) get their share and
+            // spill instead of starving the others; past the limit the query fails with 53200.
+            runtime = runtime.with_memory_pool(Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(bytes)));
+        }
+        let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         let as_of = Arc::new(AsOf::default());
         ctx.register_catalog(CATALOG, Arc::new(WarehouseCatalog::new(warehouse.clone(), as_of.clone())));
         datafusion_pg_catalog::setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider)
@@ -130,7 +148,38 @@ impl Session {
             crate::features::online::FUNCTION,
             Arc::new(crate::features::online::OnlineFunction::new(warehouse.clone())),
         );
-        Ok(Self { warehouse, ctx, settings, as_of })
+        let session = Self {
+            warehouse,
+            ctx,
+            settings,
+            as_of,
+            role: RwLock::new(Role::Admin),
+            default_timeout: limits.statement_timeout,
+        };
+        session.reset_timeout();
+        Ok(session)
+    }
+
+    /// Who connected: what `session_user` reports and what they may do.
+    pub fn set_identity(&self, user: &str, role: Role) {
+        self.settings.set("session_user", user);
+        self.settings.set("is_superuser", if role == Role::Admin { "on" } else { "off" });
+        *self.role.write().unwrap_or_else(|p| p.into_inner()) = role;
+    }
+
+    pub fn role(&self) -> Role {
+        *self.role.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The `statement_timeout` in force (validated when it was SET).
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        let value = self.settings.get("statement_timeout")?;
+        settings::parse_duration_ms("statement_timeout", &value).ok().flatten()
+    }
+
+    fn reset_timeout(&self) {
+        let ms = self.default_timeout.map_or(0, |d| d.as_millis());
+        self.settings.set("statement_timeout", ms.to_string());
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -192,7 +241,10 @@ impl Session {
 
     /// Runs one statement, with bound parameter values from the extended protocol.
     pub async fn execute(&self, stmt: sql::Statement, params: Option<Vec<ScalarValue>>) -> Result<Output> {
-        match sql::classify(stmt)? {
+        let command = sql::classify(stmt)?;
+        let (needed, what) = required_role(&command);
+        self.role().check(needed, what)?;
+        match command {
             Command::Transaction(kind) => Ok(Output::Command(
                 match kind {
                     TransactionKind::Begin => "BEGIN",
@@ -209,6 +261,9 @@ impl Session {
                 match name {
                     Some(n) => {
                         self.settings.reset(&n);
+                        if n == "statement_timeout" {
+                            self.reset_timeout();
+                        }
                         if n == "search_path" {
                             self.set_default_schema(DEFAULT_SCHEMA);
                         }
@@ -217,7 +272,10 @@ impl Session {
                         }
                     }
                     None => {
+                        let user = self.user();
                         self.settings.reset_all();
+                        self.set_identity(&user, self.role());
+                        self.reset_timeout();
                         self.set_default_schema(DEFAULT_SCHEMA);
                         self.as_of.set(None);
                     }
@@ -374,6 +432,8 @@ impl Session {
             self.check_writable(what)?;
         }
         let (mut plan, partition_by) = self.plan(stmt).await?;
+        let (needed, what) = plan_role(&plan);
+        self.role().check(needed, &what)?;
         if let Some(values) = params {
             plan = plan.with_param_values(values)?;
         }
@@ -518,7 +578,11 @@ impl Session {
                 }
                 self.set_default_schema(schema);
             }
-            "server_version" | "server_version_num" | "server_encoding" | "integer_datetimes" => {
+            "statement_timeout" => {
+                settings::parse_duration_ms(name, value)?;
+            }
+            "server_version" | "server_version_num" | "server_encoding" | "integer_datetimes" | "session_user"
+            | "is_superuser" => {
                 return Err(Error::InvalidParameter(format!("parameter \"{name}\" cannot be changed")));
             }
             _ => {}

@@ -244,3 +244,34 @@ pub fn table_name(name: &ObjectName, default_schema: &str) -> Result<TableName> 
         _ => Err(Error::Syntax(format!("improper relation name: {name}"))),
     }
 }
+
+/// A statement's kind, as metrics count it: a few fixed words, never user text.
+pub fn kind(stmt: &Statement) -> &'static str {
+    use ast::Statement as S;
+    match stmt {
+        Statement::Sql(s) => match s.as_ref() {
+            q @ S::Query(_) if crate::features::online::direct_call(q).is_some() => "online",
+            S::Query(_) => "select",
+            S::Insert(_) => "insert",
+            S::Update(_) => "update",
+            S::Delete(_) => "delete",
+            S::Merge(_) => "merge",
+            S::Copy { to: false, .. } => "copy_in",
+            S::Copy { to: true, .. } => "copy_out",
+            S::Explain { .. } => "explain",
+            S::CreateTable(_) | S::Drop { .. } | S::CreateView { .. } | S::AlterTable { .. } | S::Truncate { .. } => "ddl",
+            S::Set(_) | S::Reset(_) | S::ShowVariable { .. } => "setting",
+            S::StartTransaction { .. } | S::Commit { .. } | S::Rollback { .. } => "transaction",
+            _ => "other",
+        },
+        Statement::CreateDataset { .. } | Statement::ReproduceDataset { .. } => "dataset",
+        Statement::DescribeHistory { .. } => "history",
+        Statement::Vacuum { .. } => "vacuum",
+        Statement::CreateFeatureView(_) | Statement::DropFeatureView { .. } | Statement::ShowFeatureViews => "feature_view",
+        Statement::CreateEvaluation(_)
+        | Statement::DropEvaluation { .. }
+        | Statement::ShowEvaluations
+        | Statement::RunEvaluation { .. }
+        | Statement::BackfillEvaluation { .. } => "evaluation",
+    }
+}

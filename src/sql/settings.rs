@@ -131,3 +131,26 @@ pub fn version_udf() -> ScalarUDF {
         }),
     )
 }
+
+/// A PostgreSQL duration setting such as `statement_timeout`: a number of milliseconds, or a
+/// number with a unit (`ms`, `s`, `min`, `h`, `d`). Zero means no limit.
+pub fn parse_duration_ms(name: &str, value: &str) -> crate::Result<Option<std::time::Duration>> {
+    let v = value.trim();
+    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
+    let (number, unit) = v.split_at(split);
+    let bad = || crate::Error::InvalidParameter(format!("invalid value for parameter \"{name}\": \"{value}\""));
+    let n: f64 = number.parse().map_err(|_| bad())?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" => 1.0,
+        "s" => 1e3,
+        "min" => 60e3,
+        "h" => 3600e3,
+        "d" => 86400e3,
+        _ => return Err(bad()),
+    };
+    let ms = n * scale;
+    if !ms.is_finite() || ms < 0.0 || ms > i32::MAX as f64 {
+        return Err(bad());
+    }
+    Ok((ms >= 1.0).then(|| std::time::Duration::from_millis(ms as u64)))
+}

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{Sink, SinkExt, StreamExt, stream};
-use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata};
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::copy::{send_copy_both_response, send_copy_in_response, send_copy_out_response};
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
@@ -17,10 +18,9 @@ use pgwire::api::results::{
 };
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::{Entry, PortalStore};
-use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, PgWireConnectionState, PgWireServerHandlers, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionHandle, DEFAULT_NAME, PgWireConnectionState, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
-use pgwire::messages::startup::SecretKey;
 use pgwire::messages::data::{NoData, ParameterDescription, RowDescription};
 use pgwire::messages::extendedquery::{Bind, BindComplete, Describe, Execute, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::response::EmptyQueryResponse;
@@ -28,24 +28,86 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::sync::Mutex;
 
 use super::encode::{BatchEncoder, CopyTextWriter, describe, field_infos, pg_type};
+use super::interrupt::Interrupt;
 use super::params;
+use super::startup::Shared;
 use crate::copy::{CopyFormat, CopyOptions, CopyUpload};
 use crate::error::Error;
+use crate::metrics::METRICS;
 use crate::session::{Description, Output, Session};
 use crate::sql::Statement;
-use crate::sql::settings::PG_VERSION;
 
-/// Per-connection state: the session, and the COPY upload in flight, if any.
+/// Per-connection state: the session, what the server's connections share, and the COPY upload
+/// in flight, if any.
 pub struct Connection {
     session: Arc<Session>,
+    shared: Arc<Shared>,
     parser: Arc<Parser>,
     upload: Mutex<Option<CopyUpload>>,
 }
 
 impl Connection {
-    pub fn new(session: Session) -> Arc<Self> {
+    pub fn new(session: Session, shared: Arc<Shared>) -> Arc<Self> {
         let session = Arc::new(session);
-        Arc::new(Self { parser: Arc::new(Parser { session: session.clone() }), session, upload: Mutex::new(None) })
+        let parser = Arc::new(Parser { session: session.clone(), max_bytes: shared.limits.max_message_bytes });
+        Arc::new(Self { parser, session, shared, upload: Mutex::new(None) })
+    }
+
+    pub(super) fn session(&self) -> &Session {
+        &self.session
+    }
+
+    pub(super) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// What stops this connection's next statement early: a cancel request for it, or the
+    /// session's statement_timeout.
+    async fn interrupt(&self, client: &impl ClientInfo) -> Interrupt {
+        let cancel = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
+            Some(handle) => Some(handle.start_query().await),
+            None => None,
+        };
+        Interrupt::new(cancel, self.session.statement_timeout())
+    }
+
+    /// Refuses a message over `max_message_bytes` (54000) before anything is parsed from it.
+    fn check_size(&self, bytes: usize, what: &str) -> Result<(), Error> {
+        check_size(bytes, self.shared.limits.max_message_bytes, what)
+    }
+}
+
+fn check_size(bytes: usize, max: usize, what: &str) -> Result<(), Error> {
+    if bytes > max {
+        return Err(Error::ProgramLimit(format!(
+            "{what} is {bytes} bytes, over this server's max_message_bytes of {max}"
+        )));
+    }
+    Ok(())
+}
+
+/// Counts a statement when its work is done: on drop, so a stream cut short by the client or a
+/// cancel still counts, with its error if it had one.
+struct QueryTimer {
+    kind: &'static str,
+    started: std::time::Instant,
+    sqlstate: std::sync::Mutex<Option<&'static str>>,
+}
+
+impl QueryTimer {
+    fn start(kind: &'static str) -> Arc<Self> {
+        Arc::new(Self { kind, started: std::time::Instant::now(), sqlstate: std::sync::Mutex::new(None) })
+    }
+
+    fn failed(&self, e: &Error) {
+        *self.sqlstate.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.sqlstate());
+    }
+}
+
+impl Drop for QueryTimer {
+    fn drop(&mut self) {
+        let state = *self.sqlstate.get_mut().unwrap_or_else(|p| p.into_inner());
+        METRICS.record_query(self.kind, self.started.elapsed(), state);
     }
 }
 
@@ -61,24 +123,35 @@ fn error_info(e: &Error) -> ErrorInfo {
 fn row_stream(
     batches: SendableRecordBatchStream,
     fields: Arc<Vec<FieldInfo>>,
+    timer: Arc<QueryTimer>,
 ) -> impl futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send {
     batches.flat_map(move |batch| {
         let rows: Vec<PgWireResult<_>> = match batch.map_err(Error::from) {
-            Err(e) => vec![Err(pg_error(e))],
+            Err(e) => {
+                timer.failed(&e);
+                vec![Err(pg_error(e))]
+            }
             Ok(batch) => match BatchEncoder::new(&batch) {
                 Err(e) => vec![Err(e)],
                 Ok(enc) => {
                     let mut encoder = DataRowEncoder::new(fields.clone());
                     let mut out = Vec::with_capacity(enc.num_rows());
+                    let mut bytes = 0u64;
                     for r in 0..enc.num_rows() {
                         match enc.encode_row(r, &mut encoder) {
-                            Ok(()) => out.push(Ok(encoder.take_row())),
+                            Ok(()) => {
+                                let row = encoder.take_row();
+                                bytes += row.data.len() as u64;
+                                out.push(Ok(row));
+                            }
                             Err(e) => {
                                 out.push(Err(e));
                                 break;
                             }
                         }
                     }
+                    METRICS.rows_out.inc_by(out.len() as u64);
+                    METRICS.bytes_out.inc_by(bytes);
                     out
                 }
             },
@@ -154,12 +227,20 @@ impl RowEncoder {
 }
 
 impl Connection {
-    /// Turns one statement's output into a pgwire response.
-    async fn respond(&self, output: Output, format: Option<&Format>) -> PgWireResult<Response> {
+    /// Turns one statement's output into a pgwire response; rows stay under `interrupt` while
+    /// they stream, and `timer` counts the statement when they are done.
+    async fn respond(
+        &self,
+        output: Output,
+        format: Option<&Format>,
+        interrupt: &Interrupt,
+        timer: Arc<QueryTimer>,
+    ) -> PgWireResult<Response> {
         Ok(match output {
             Output::Rows(stream) => {
                 let fields = describe(&stream.schema(), format);
-                Response::Query(QueryResponse::new(fields.clone(), row_stream(stream, fields)))
+                let stream = interrupt.guard_stream(stream);
+                Response::Query(QueryResponse::new(fields.clone(), row_stream(stream, fields, timer)))
             }
             Output::Affected { verb, rows } => {
                 let tag = Tag::new(verb);
@@ -178,36 +259,43 @@ impl Connection {
                 *self.upload.lock().await = Some(upload);
                 Response::CopyIn(CopyResponse::new(format, columns, stream::empty()))
             }
-            Output::CopyOut { stream, options } => copy_out(stream, &options),
+            Output::CopyOut { stream, options } => copy_out(interrupt.guard_stream(stream), &options),
         })
     }
 }
 
 #[async_trait]
 impl SimpleQueryHandler for Connection {
-    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let statements = match crate::sql::parse(query) {
+        let statements = match self.check_size(query.len(), "the query").and_then(|()| crate::sql::parse(query)) {
             Ok(s) => s,
-            Err(e) => return Ok(vec![Response::Error(Box::new(error_info(&e)))]),
+            Err(e) => {
+                QueryTimer::start("other").failed(&e);
+                return Ok(vec![Response::Error(Box::new(error_info(&e)))]);
+            }
         };
+        // One interrupt for the whole query string, as PostgreSQL times a simple Query message.
+        let interrupt = self.interrupt(client).await;
         let mut responses = Vec::with_capacity(statements.len());
         for stmt in statements {
-            match self.session.execute(stmt, None).await {
+            let timer = QueryTimer::start(crate::sql::kind(&stmt));
+            match interrupt.guard(self.session.execute(stmt, None)).await {
                 Ok(output) => {
                     let is_copy_in = matches!(output, Output::CopyIn(_));
-                    responses.push(self.respond(output, None).await?);
+                    responses.push(self.respond(output, None, &interrupt, timer).await?);
                     if is_copy_in {
                         break; // the rest of the query string waits for the COPY data
                     }
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "statement failed");
+                    timer.failed(&e);
                     responses.push(Response::Error(Box::new(error_info(&e))));
                     break;
                 }
@@ -229,6 +317,7 @@ pub struct Prepared {
 /// Parses and describes statements for the extended protocol, in the connection's session.
 pub struct Parser {
     session: Arc<Session>,
+    max_bytes: usize,
 }
 
 #[async_trait]
@@ -239,6 +328,7 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        check_size(sql.len(), self.max_bytes, "the query").map_err(pg_error)?;
         let Some(stmt) = crate::sql::parse_one(sql).map_err(pg_error)? else { return Ok(None) };
         let description = self.session.describe(&stmt).await.map_err(pg_error)?;
         let online = match &stmt {
@@ -276,6 +366,8 @@ impl ExtendedQueryHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let bytes = message.parameters.iter().map(|p| p.as_ref().map_or(0, |b| b.len())).sum();
+        self.check_size(bytes, "the bind message's parameters").map_err(pg_error)?;
         let statement_name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
         let portal_name = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
         match client.portal_store().get_statement(statement_name) {
@@ -405,7 +497,7 @@ impl ExtendedQueryHandler for Connection {
         result
     }
 
-    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Prepared>,
@@ -429,14 +521,23 @@ impl ExtendedQueryHandler for Connection {
                 .map_err(pg_error)?;
             values.push(v);
         }
-        if let Some(args) = &prepared.online {
-            let batch = crate::features::online::lookup(&self.session, args, Some(&values)).await.map_err(pg_error)?;
-            let output = crate::session::batch_output(batch).map_err(pg_error)?;
-            return self.respond(output, Some(&portal.result_column_format)).await;
+        let timer = QueryTimer::start(crate::sql::kind(&prepared.stmt));
+        let interrupt = self.interrupt(client).await;
+        let work = async move {
+            if let Some(args) = &prepared.online {
+                let batch = crate::features::online::lookup(&self.session, args, Some(&values)).await?;
+                return crate::session::batch_output(batch);
+            }
+            let params = if values.is_empty() { None } else { Some(values) };
+            self.session.execute(prepared.stmt.clone(), params).await
+        };
+        match interrupt.guard(work).await {
+            Ok(output) => self.respond(output, Some(&portal.result_column_format), &interrupt, timer).await,
+            Err(e) => {
+                timer.failed(&e);
+                Err(pg_error(e))
+            }
         }
-        let params = if values.is_empty() { None } else { Some(values) };
-        let output = self.session.execute(prepared.stmt.clone(), params).await.map_err(pg_error)?;
-        self.respond(output, Some(&portal.result_column_format)).await
     }
 }
 
@@ -448,6 +549,7 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.check_size(copy_data.data.len(), "a COPY data message").map_err(pg_error)?;
         if let Some(upload) = self.upload.lock().await.as_mut() {
             upload.push(&copy_data.data).await;
         }
@@ -487,57 +589,39 @@ impl CopyHandler for Connection {
     }
 }
 
-#[async_trait]
-impl StartupHandler for Connection {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        // Loopback `trust`: any user name is accepted (see the README's security notes).
-        if let PgWireFrontendMessage::Startup(ref startup) = message {
-            protocol_negotiation(client, startup).await?;
-            save_startup_parameters_to_metadata(client, startup);
-            client.set_pid_and_secret_key(std::process::id() as i32, SecretKey::I32(rand_secret()));
-            let mut params = DefaultServerParameterProvider::default();
-            params.server_version = PG_VERSION.to_string();
-            params.date_style = "ISO, MDY".to_string();
-            params.time_zone = "UTC".to_string();
-            if let Some(app) = client.metadata().get("application_name") {
-                self.session.settings().set("application_name", app.clone());
-            }
-            if let Some(user) = client.metadata().get("user") {
-                self.session.settings().set("session_user", user.clone());
-            }
-            finish_authentication(client, &params).await?;
-        }
-        Ok(())
+/// pgwire builds a connection's handlers from this; each connection has its own `Connection`.
+/// Cancel requests arrive on connections of their own and are routed through the server-wide
+/// registry to the connection running the query.
+pub struct Handlers {
+    connection: Arc<Connection>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl Handlers {
+    pub fn new(connection: Arc<Connection>) -> Self {
+        let cancel = Arc::new(DefaultCancelHandler::new(connection.shared.manager.clone()));
+        Self { connection, cancel }
     }
 }
-
-fn rand_secret() -> i32 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    (nanos ^ 0x5bd1_e995) as i32
-}
-
-/// pgwire builds a connection's handlers from this; each connection has its own `Connection`.
-pub struct Handlers(pub Arc<Connection>);
 
 impl PgWireServerHandlers for Handlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        self.0.clone()
+        self.connection.clone()
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        self.0.clone()
+        self.connection.clone()
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        self.0.clone()
+        self.connection.clone()
     }
 
     fn copy_handler(&self) -> Arc<impl CopyHandler> {
-        self.0.clone()
+        self.connection.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
     }
 }

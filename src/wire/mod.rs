@@ -1,4 +1,5 @@
-//! The PostgreSQL wire protocol, through pgwire: startup, simple and extended query, COPY.
+//! The PostgreSQL wire protocol, through pgwire: startup and authentication, simple and extended
+//! query, COPY, cancel requests and statement timeouts.
 //!
 //! Owns: protocol state per connection, Postgres types (`encode.rs` out, `params.rs` in), and
 //! turning our errors into ErrorResponses with their SQLSTATE.
@@ -6,7 +7,10 @@
 
 mod encode;
 mod handler;
+mod interrupt;
 mod params;
+mod startup;
 
 pub use encode::{pg_type, pg_type_name};
 pub use handler::{Connection, Handlers};
+pub use startup::{Shared, TooManyConnections};

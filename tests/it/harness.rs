@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hindsight::catalog::Warehouse;
+use hindsight::server::Server;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
@@ -21,24 +22,34 @@ pub struct TestServer {
 impl TestServer {
     /// A server over a fresh, empty warehouse.
     pub async fn start() -> Self {
+        Self::start_with(|s| s).await
+    }
+
+    /// A server over a fresh warehouse, with options (users, TLS, limits) set by `configure`.
+    pub async fn start_with(configure: impl FnOnce(Server) -> Server + Send + 'static) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut s = Self::on(dir.path()).await;
+        let mut s = Self::on_with(dir.path(), configure).await;
         s._dir = Some(dir);
         s
     }
 
     /// A server over an existing warehouse folder (two servers may share one).
     pub async fn on(warehouse: &Path) -> Self {
+        Self::on_with(warehouse, |s| s).await
+    }
+
+    pub async fn on_with(warehouse: &Path, configure: impl FnOnce(Server) -> Server + Send + 'static) -> Self {
         let wh = Warehouse::open(warehouse.to_str().expect("utf8 path")).await.expect("open warehouse");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            hindsight::server::run(listener, Arc::clone(&wh), 64, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("server");
+            configure(Server::new(Arc::clone(&wh)).with_max_connections(64))
+                .run(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("server");
         });
         Self { addr, warehouse: warehouse.to_path_buf(), stop: Some(stop), task: Some(task), _dir: None }
     }

@@ -196,3 +196,74 @@ async fn serve_demo_has_evaluation_results_and_a_running_scheduler() {
     server.kill().ok();
     let _ = server.wait();
 }
+
+fn hindsight(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hindsight")).args(args).output().expect("run hindsight")
+}
+
+#[test]
+fn serve_refuses_an_open_or_broken_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().to_str().unwrap();
+    let open = hindsight(&["serve", "--warehouse", wh, "--listen", &format!("0.0.0.0:{}", free_port())]);
+    assert!(!open.status.success());
+    assert!(String::from_utf8_lossy(&open.stderr).contains("without authentication"), "{open:?}");
+    let bad_tls = hindsight(&["serve", "--warehouse", wh, "--listen", "127.0.0.1:0", "--tls-cert", "/nope.pem", "--tls-key", "/nope.key"]);
+    assert!(!bad_tls.status.success());
+    assert!(String::from_utf8_lossy(&bad_tls.stderr).contains("TLS"), "{bad_tls:?}");
+    let config = dir.path().join("h.toml");
+    std::fs::write(&config, "[users.x]\nrole = \"admin\"\nscram = \"plaintext-password\"\n").unwrap();
+    let plain = hindsight(&["serve", "--warehouse", wh, "--config", config.to_str().unwrap()]);
+    assert!(!plain.status.success());
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("users.x.scram"), "{plain:?}");
+}
+
+/// The README's production setup, end to end: `user add`, then `serve --config` with SCRAM and
+/// metrics on their own port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_add_then_serve_with_passwords_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hindsight.toml");
+    std::fs::write(&config, "# ours\nretention_days = 30\n").unwrap();
+    let add = Command::new(env!("CARGO_BIN_EXE_hindsight"))
+        .args(["user", "add", "ana", "--role", "reader", "--config", config.to_str().unwrap()])
+        .env("HINDSIGHT_PASSWORD", "s3cret pass")
+        .output()
+        .unwrap();
+    assert!(add.status.success(), "{add:?}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("# ours") && text.contains("[users.ana]") && text.contains("SCRAM-SHA-256$4096:"), "{text}");
+    assert!(!text.contains("s3cret"), "the password itself was written: {text}");
+
+    let (port, metrics_port) = (free_port(), free_port());
+    let mut server = Command::new(env!("CARGO_BIN_EXE_hindsight"))
+        .args(["serve", "--warehouse", dir.path().join("wh").to_str().unwrap(), "--config", config.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = |pw: &str| format!("host=127.0.0.1 port={port} user=ana password='{pw}' dbname=hindsight");
+    let mut client = None;
+    for _ in 0..200 {
+        if let Ok((c, conn)) = tokio_postgres::connect(&url("s3cret pass"), tokio_postgres::NoTls).await {
+            tokio::spawn(conn);
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c = client.expect("ana logs in with her password");
+    c.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(crate::harness::sqlstate(c.simple_query("CREATE TABLE t (a INT)").await), "42501");
+    assert!(tokio_postgres::connect(&url("wrong"), tokio_postgres::NoTls).await.is_err());
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", metrics_port)).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    assert!(body.contains("hindsight_auth_failures_total 1"), "{body}");
+    assert!(body.contains(r#"hindsight_errors_total{sqlstate="42501"} 1"#), "{body}");
+    server.kill().unwrap();
+    let _ = server.wait();
+}

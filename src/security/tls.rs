@@ -1,0 +1,63 @@
+//! TLS from a PEM certificate chain and key (PKCS#8, PKCS#1 RSA or SEC1 EC). Any failure here
+//! stops the server from starting: a server configured for TLS never falls back to plaintext.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pgwire::tokio::TlsAcceptor;
+use pgwire::tokio::tokio_rustls::rustls;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The `[tls]` table of the config file (or `--tls-cert` / `--tls-key`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// What the server needs from a TLS setup: the acceptor, and the certificate's PEM for SCRAM's
+/// channel binding (SCRAM-SHA-256-PLUS hashes the server certificate).
+pub struct Tls {
+    pub acceptor: TlsAcceptor,
+    pub cert_pem: Vec<u8>,
+}
+
+impl Tls {
+    pub fn load(config: &TlsConfig) -> Result<Self> {
+        let cert_pem = read(&config.cert, "certificate")?;
+        let key_pem = read(&config.key, "key")?;
+        let certs = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| tls_error(&config.cert, &format!("not a PEM certificate: {e}")))?;
+        if certs.is_empty() {
+            return Err(tls_error(&config.cert, "no certificate in the file"));
+        }
+        let key = PrivateKeyDer::from_pem_slice(&key_pem)
+            .map_err(|e| tls_error(&config.key, &format!("no PKCS#8, RSA or EC private key: {e}")))?;
+        // Named explicitly: the dependency tree enables both of rustls's providers, and rustls
+        // refuses to guess between them.
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Config(format!("TLS: {e}")))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| Error::Config(format!("TLS: the certificate and key do not make a usable pair: {e}")))?;
+        // PostgreSQL 17's direct TLS (sslnegotiation=direct) requires this ALPN name.
+        server.alpn_protocols = vec![b"postgresql".to_vec()];
+        Ok(Self { acceptor: TlsAcceptor::from(Arc::new(server)), cert_pem })
+    }
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| tls_error(path, &format!("cannot read the {what}: {e}")))
+}
+
+fn tls_error(path: &Path, message: &str) -> Error {
+    Error::Config(format!("TLS: {}: {message}", path.display()))
+}

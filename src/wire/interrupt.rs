@@ -1,0 +1,93 @@
+//! Stopping a statement early: a cancel request (psql's Ctrl-C) or its `statement_timeout`.
+//!
+//! A statement runs in two phases, and both must stop: executing (planning, a write, building
+//! the first batch) and streaming rows to the client after `do_query` has returned. Dropping
+//! DataFusion's stream stops its operators and frees their memory; a stream cut short ends with
+//! a 57014 error after the rows already sent, as in PostgreSQL.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy)]
+enum Reason {
+    Cancel,
+    Timeout(u64),
+}
+
+impl Reason {
+    fn error(self) -> Error {
+        match self {
+            Reason::Cancel => Error::Canceled,
+            Reason::Timeout(ms) => Error::StatementTimeout(ms),
+        }
+    }
+}
+
+/// Resolves when the statement must stop; cheap to clone into the row stream.
+#[derive(Clone)]
+pub struct Interrupt(Shared<BoxFuture<'static, Reason>>);
+
+impl Interrupt {
+    /// `cancel` fires on a cancel request; pgwire drops its sender when the next statement
+    /// starts, which must not read as a cancel.
+    pub fn new(cancel: Option<oneshot::Receiver<()>>, timeout: Option<Duration>) -> Self {
+        let deadline = timeout.map(|t| (tokio::time::Instant::now() + t, t.as_millis() as u64));
+        let fired = async move {
+            let cancelled = async {
+                match cancel {
+                    Some(rx) if rx.await.is_ok() => {}
+                    _ => std::future::pending().await,
+                }
+            };
+            let timed_out = async {
+                match deadline {
+                    Some((at, _)) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = cancelled => Reason::Cancel,
+                _ = timed_out => Reason::Timeout(deadline.map_or(0, |(_, ms)| ms)),
+            }
+        };
+        Self(fired.boxed().shared())
+    }
+
+    /// Runs `work` unless the statement is stopped first, in which case `work` is dropped.
+    pub async fn guard<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::select! {
+            biased;
+            reason = self.0.clone() => Err(reason.error()),
+            r = work => r,
+        }
+    }
+
+    /// The same stream, ending with the stop's error if it comes before the stream's end.
+    pub fn guard_stream(&self, inner: SendableRecordBatchStream) -> SendableRecordBatchStream {
+        let schema = inner.schema();
+        let stop = self.0.clone();
+        let stream = futures::stream::unfold(Some((inner, stop)), |state| async move {
+            let (mut inner, mut stop) = state?;
+            tokio::select! {
+                biased;
+                reason = &mut stop => {
+                    // Dropping `inner` here stops the plan and releases what it holds.
+                    drop(inner);
+                    Some((Err(DataFusionError::External(Box::new(reason.error()))), None))
+                }
+                item = inner.next() => item.map(|i| (i, Some((inner, stop)))),
+            }
+        });
+        Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), stream.fuse()))
+    }
+}

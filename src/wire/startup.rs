@@ -1,0 +1,192 @@
+//! Startup and authentication: `trust` or SCRAM-SHA-256, then the session learns who connected.
+//!
+//! pgwire runs the SCRAM exchange (`AuthDriver` and its SASL mechanisms); this file decides which
+//! exchange a connection gets, binds the authenticated user's role to the session, and registers
+//! the connection for cancel requests.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::Sink;
+use pgwire::api::auth::driver::AuthOutcome;
+use pgwire::api::auth::mechanism::AuthMechanismFactory;
+use pgwire::api::auth::sasl::SaslMechanisms;
+use pgwire::api::auth::sasl::scram::ScramAuth;
+use pgwire::api::auth::{
+    AuthDriver, DefaultServerParameterProvider, ServerParameterProvider, StartupHandler, protocol_negotiation,
+    save_startup_parameters_to_metadata,
+};
+use pgwire::api::{ClientInfo, ConnectionManager};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::Authentication;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+
+use super::handler::Connection;
+use crate::config::Limits;
+use crate::error::Result;
+use crate::metrics::METRICS;
+use crate::security::scram::ScramSource;
+use crate::security::{Role, Users};
+use crate::sql::settings::PG_VERSION;
+
+/// What every connection of one server shares: how to authenticate, limits, and the registry
+/// that routes cancel requests (which arrive on a connection of their own) to their query.
+pub struct Shared {
+    pub users: Arc<Users>,
+    /// None: `trust`, everyone is an admin (only with no users configured).
+    sasl: Option<SaslMechanisms>,
+    driver: AuthDriver<Params>,
+    pub manager: Arc<ConnectionManager>,
+    pub limits: Limits,
+}
+
+impl Shared {
+    /// `cert_pem`: the TLS certificate, which turns on SCRAM-SHA-256-PLUS (channel binding).
+    pub fn new(users: Users, cert_pem: Option<&[u8]>, limits: Limits) -> Result<Self> {
+        let users = Arc::new(users);
+        let manager = Arc::new(ConnectionManager::new());
+        let sasl = if users.is_empty() {
+            None
+        } else {
+            let mut scram = ScramAuth::new(Arc::new(ScramSource::new(users.clone())));
+            scram.set_iterations(crate::security::scram::ITERATIONS);
+            if let Some(pem) = cert_pem {
+                scram
+                    .configure_certificate(pem)
+                    .map_err(|e| crate::Error::Config(format!("TLS: channel binding: {e}")))?;
+            }
+            Some(SaslMechanisms::new(vec![Arc::new(scram)]))
+        };
+        let params = Params { base: parameters(), users: users.clone() };
+        let driver = AuthDriver::new(params).with_connection_manager(manager.clone());
+        Ok(Self { users, sasl, driver, manager, limits })
+    }
+
+    /// No users, no TLS, no limits: the embedded default and most tests.
+    pub fn trust() -> Self {
+        // Without users nothing in `new` can fail.
+        match Self::new(Users::default(), None, Limits::default()) {
+            Ok(s) => s,
+            Err(e) => unreachable!("trust setup failed: {e}"),
+        }
+    }
+
+    fn role_of(&self, user: &str) -> Option<Role> {
+        if self.sasl.is_none() { Some(Role::Admin) } else { self.users.role(user) }
+    }
+}
+
+fn parameters() -> DefaultServerParameterProvider {
+    let mut p = DefaultServerParameterProvider::default();
+    p.server_version = PG_VERSION.to_string();
+    p.date_style = "ISO, MDY".to_string();
+    p.time_zone = "UTC".to_string();
+    p
+}
+
+/// The ParameterStatus messages after authentication; `is_superuser` follows the user's role.
+struct Params {
+    base: DefaultServerParameterProvider,
+    users: Arc<Users>,
+}
+
+impl ServerParameterProvider for Params {
+    fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
+        let mut params = self.base.server_parameters(client)?;
+        let admin = self.users.is_empty()
+            || client.metadata().get("user").and_then(|u| self.users.role(u)) == Some(Role::Admin);
+        params.insert("is_superuser".into(), if admin { "on" } else { "off" }.into());
+        Some(params)
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Connection {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let shared = self.shared();
+        let outcome = match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                if let Some(app) = client.metadata().get("application_name") {
+                    self.session().settings().set("application_name", app.clone());
+                }
+                match &shared.sasl {
+                    None => Ok(AuthOutcome::Authenticated { identity: None, final_message: None }),
+                    Some(sasl) => shared.driver.begin_authentication(client, sasl.create()).await,
+                }
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(message) => {
+                shared.driver.advance_authentication(client, message).await
+            }
+            _ => return Ok(()),
+        };
+        match outcome {
+            Ok(AuthOutcome::InProgress) => Ok(()),
+            Ok(AuthOutcome::Authenticated { final_message, .. }) => self.admit(client, final_message).await,
+            Err(e) => {
+                METRICS.auth_failures.inc();
+                tracing::info!(user = ?client.metadata().get("user"), peer = %client.socket_addr(), error = %e, "authentication failed");
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Connection {
+    /// The client proved who it is: bind its role to the session and finish the startup.
+    async fn admit<C>(&self, client: &mut C, final_message: Option<Authentication>) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let user = client.metadata().get("user").cloned().unwrap_or_default();
+        let Some(role) = self.shared().role_of(&user) else {
+            // Unreachable in practice: SCRAM only succeeds for configured users.
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "28000".into(),
+                format!("role \"{user}\" does not exist"),
+            ))));
+        };
+        self.session().set_identity(&user, role);
+        self.shared().driver.complete_authentication(client, final_message).await
+    }
+}
+
+/// The handlers for a connection over `max_connections`: it learns why, as from PostgreSQL,
+/// instead of seeing its socket closed.
+pub struct TooManyConnections;
+
+#[async_trait]
+impl StartupHandler for TooManyConnections {
+    async fn on_startup<C>(&self, _client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match message {
+            PgWireFrontendMessage::Startup(_) => Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "53300".into(),
+                "sorry, too many clients already".into(),
+            )))),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl pgwire::api::PgWireServerHandlers for TooManyConnections {
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(TooManyConnections)
+    }
+}

@@ -1,0 +1,175 @@
+//! SCRAM-SHA-256 logins, roles judged on the plan, and TLS (through psql, with the test-only
+//! certificates in tests/fixtures/tls, made with openssl and valid for a century).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+
+use futures::SinkExt;
+use hindsight::security::scram::{ITERATIONS, Verifier};
+use hindsight::security::tls::{Tls, TlsConfig};
+use hindsight::security::{Role, UserEntry, Users};
+use tokio_postgres::{Client, NoTls};
+
+use crate::harness::{TestServer, count, sqlstate};
+
+const PEOPLE: [(&str, Role, &str); 3] =
+    [("alice", Role::Admin, "wonderland"), ("bob", Role::Reader, "builder"), ("carol", Role::Writer, "singer")];
+
+fn users() -> Users {
+    let entries: BTreeMap<String, UserEntry> = PEOPLE
+        .iter()
+        .map(|(name, role, pw)| (name.to_string(), UserEntry { role: *role, scram: Verifier::from_password(pw, ITERATIONS).to_string() }))
+        .collect();
+    Users::from_entries(&entries).expect("users")
+}
+
+async fn login(addr: SocketAddr, user: &str, password: &str) -> Result<Client, tokio_postgres::Error> {
+    let url = format!("host=127.0.0.1 port={} user={user} password={password} dbname=hindsight", addr.port());
+    let (client, conn) = tokio_postgres::connect(&url, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+async fn as_user(server: &TestServer, user: &str) -> Client {
+    let pw = PEOPLE.iter().find(|p| p.0 == user).expect("known user").2;
+    login(server.addr, user, pw).await.expect("login")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_admits_users_with_their_password_and_no_one_else() {
+    let server = TestServer::start_with(|s| s.with_users(users())).await;
+    let alice = as_user(&server, "alice").await;
+    let row = alice.query_one("SELECT current_setting('session_user'), current_setting('is_superuser')", &[]).await.unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, String>(1)), ("alice".into(), "on".into()));
+    let bob = as_user(&server, "bob").await;
+    let superuser: String = bob.query_one("SHOW is_superuser", &[]).await.unwrap().get(0);
+    assert_eq!(superuser, "off");
+
+    assert_eq!(sqlstate(login(server.addr, "alice", "builder").await), "28P01");
+    // A name that is not a user fails the same way, at the same step.
+    assert_eq!(sqlstate(login(server.addr, "mallory", "wonderland").await), "28P01");
+    let url = format!("host=127.0.0.1 port={} user=alice dbname=hindsight", server.addr.port());
+    assert!(tokio_postgres::connect(&url, NoTls).await.is_err(), "a login without a password got in");
+    // The server lives on for everyone else.
+    alice.simple_query("SELECT 1").await.unwrap();
+}
+
+/// Every refused statement gets 42501 and leaves the table's history as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_are_judged_on_the_plan_and_refusals_change_nothing() {
+    let server = TestServer::start_with(|s| s.with_users(users())).await;
+    let alice = as_user(&server, "alice").await;
+    alice.batch_execute("CREATE TABLE t (a BIGINT, b TEXT); INSERT INTO t VALUES (1, 'x')").await.unwrap();
+    let versions = |c: Client| async move {
+        let n = c.query("DESCRIBE HISTORY t", &[]).await.unwrap().len();
+        (c, n)
+    };
+
+    let bob = as_user(&server, "bob").await;
+    let (bob, before) = versions(bob).await;
+    assert_eq!(count(&bob, "t").await, 1);
+    bob.query("SELECT * FROM t VERSION AS OF 0", &[]).await.unwrap();
+    for refused in [
+        "INSERT INTO t VALUES (2, 'y')",
+        "UPDATE t SET b = 'z'",
+        "DELETE FROM t",
+        "EXPLAIN ANALYZE INSERT INTO t VALUES (3, 'w')",
+        "MERGE INTO t USING (SELECT 1 AS a) s ON t.a = s.a WHEN MATCHED THEN DELETE",
+        "CREATE TABLE u (a INT)",
+        "CREATE TABLE u AS SELECT * FROM t",
+        "DROP TABLE t",
+        "VACUUM t",
+        "CREATE DATASET d AS SELECT * FROM t",
+        "CREATE FEATURE VIEW fv ON t ENTITY (a) TIMESTAMP b",
+        "CREATE EVALUATION e SCHEDULE '0 * * * *' AS SELECT count(*) FROM t",
+    ] {
+        assert_eq!(sqlstate(bob.simple_query(refused).await), "42501", "reader ran {refused}");
+    }
+    // The extended protocol: parsing is allowed, executing is judged.
+    let insert = bob.prepare("INSERT INTO t VALUES ($1, $2)").await.unwrap();
+    assert_eq!(sqlstate(bob.execute(&insert, &[&5i64, &"p"]).await), "42501");
+    let copy = bob.copy_in::<_, bytes::Bytes>("COPY t FROM STDIN").await;
+    assert_eq!(sqlstate(copy.map(|_| ())), "42501");
+
+    let carol = as_user(&server, "carol").await;
+    carol.simple_query("INSERT INTO t VALUES (2, 'y')").await.unwrap();
+    carol.simple_query("UPDATE t SET b = 'z' WHERE a = 2").await.unwrap();
+    let mut sink = Box::pin(carol.copy_in::<_, bytes::Bytes>("COPY t FROM STDIN").await.unwrap());
+    sink.send(bytes::Bytes::from_static(b"3\tc\n")).await.unwrap();
+    assert_eq!(sink.as_mut().finish().await.unwrap(), 1);
+    for refused in ["DROP TABLE t", "CREATE TABLE u AS SELECT * FROM t", "VACUUM t", "CREATE DATASET d AS SELECT * FROM t"] {
+        assert_eq!(sqlstate(carol.simple_query(refused).await), "42501", "writer ran {refused}");
+    }
+
+    // Only carol's three writes happened.
+    let (_, after) = versions(alice).await;
+    assert_eq!(after, before + 3);
+    assert_eq!(count(&carol, "t").await, 3);
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls").join(name)
+}
+
+fn tls() -> Tls {
+    Tls::load(&TlsConfig { cert: fixture("server.pem"), key: fixture("server.key") }).expect("TLS fixtures load")
+}
+
+#[test]
+fn tls_takes_pkcs8_and_rsa_keys_and_refuses_a_bad_setup() {
+    Tls::load(&TlsConfig { cert: fixture("server-rsa.pem"), key: fixture("server-rsa.key") }).expect("RSA (PKCS#1) key");
+    let mismatched = Tls::load(&TlsConfig { cert: fixture("server.pem"), key: fixture("server-rsa.key") });
+    assert!(mismatched.is_err(), "a key that is not the certificate's was accepted");
+    let missing = Tls::load(&TlsConfig { cert: fixture("nope.pem"), key: fixture("server.key") });
+    assert!(missing.err().map(|e| e.to_string()).unwrap_or_default().contains("nope.pem"));
+    let not_a_cert = Tls::load(&TlsConfig { cert: fixture("server.key"), key: fixture("server.key") });
+    assert!(not_a_cert.is_err());
+}
+
+/// psql's answer to `-c command` over a connection string, or None where psql is missing (CI
+/// installs it).
+async fn psql(conninfo: String, password: &str, command: &str) -> Option<Result<String, String>> {
+    let (command, password) = (command.to_string(), password.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("psql").args([&conninfo, "-X", "-A", "-t", "-c", &command]).env("PGPASSWORD", password).env("PGCONNECT_TIMEOUT", "5").output()
+    })
+    .await
+    .expect("psql task");
+    match out {
+        Err(_) if std::env::var_os("CI").is_none() => {
+            eprintln!("psql not installed: skipping");
+            None
+        }
+        Err(e) => panic!("psql is required in CI: {e}"),
+        Ok(o) if o.status.success() => Some(Ok(String::from_utf8_lossy(&o.stdout).into_owned())),
+        Ok(o) => Some(Err(String::from_utf8_lossy(&o.stderr).into_owned())),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_connects_over_tls_with_verify_full_and_channel_binding() {
+    let server = TestServer::start_with(|s| s.with_users(users()).with_tls(tls())).await;
+    let port = server.addr.port();
+    let ca = fixture("ca.pem");
+    let base = |mode: &str| format!("host=localhost port={port} user=alice dbname=hindsight sslmode={mode} sslrootcert={}", ca.display());
+    let Some(full) = psql(base("verify-full"), "wonderland", "SELECT 40 + 2").await else { return };
+    assert_eq!(full.expect("verify-full").trim(), "42");
+    let info = psql(base("require"), "wonderland", "\\conninfo").await.unwrap().expect("require");
+    assert!(info.contains("SSL connection"), "{info}");
+    // SCRAM-SHA-256-PLUS: the proof is bound to this TLS session's certificate.
+    let bound = psql(format!("{} channel_binding=require", base("verify-full")), "wonderland", "SELECT 1").await.unwrap();
+    assert_eq!(bound.expect("channel binding").trim(), "1");
+    let wrong = psql(base("verify-full"), "nope", "SELECT 1").await.unwrap();
+    assert!(wrong.expect_err("a wrong password got in").contains("password authentication failed"));
+    // verify-full checks the name: the certificate is for localhost and 127.0.0.1 only.
+    let other = format!(
+        "host=db.example.com hostaddr=127.0.0.1 port={port} user=alice dbname=hindsight sslmode=verify-full sslrootcert={}",
+        ca.display()
+    );
+    let mismatch = psql(other, "wonderland", "SELECT 1").await.unwrap();
+    assert!(mismatch.expect_err("a certificate for another name was accepted").contains("does not match host name"));
+}
