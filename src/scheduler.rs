@@ -173,8 +173,7 @@ impl Scheduler {
     /// Runs the latest window when the ON COMMIT table has moved on.
     async fn on_commit(&self, session: &Session, eval: &Evaluation, state: &mut State, now: DateTime<Utc>, out: &mut Vec<RunRecord>) -> Result<()> {
         let Some(table) = &eval.on_commit else { return Ok(()) };
-        let (schema, name) = table.split_once('.').unwrap_or(("public", table));
-        let version = self.warehouse.latest_version(&TableName::new(schema, name)).await? as i64;
+        let version = self.warehouse.latest_version(&TableName::from_qualified(table, &eval.default_schema)).await? as i64;
         if state.commit_version.is_some_and(|seen| version <= seen) {
             return Ok(());
         }

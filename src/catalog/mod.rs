@@ -71,6 +71,14 @@ impl TableName {
     pub fn new(schema: impl Into<String>, table: impl Into<String>) -> Self {
         Self { schema: schema.into(), table: table.into() }
     }
+
+    /// A name as the metadata tables store it, `schema.table`; a bare name is in `default_schema`.
+    pub fn from_qualified(text: &str, default_schema: &str) -> Self {
+        match text.split_once('.') {
+            Some((schema, table)) => Self::new(schema, table),
+            None => Self::new(default_schema, text),
+        }
+    }
 }
 
 impl Warehouse {

@@ -123,8 +123,7 @@ pub async fn reproduce(session: &Session, name: &ObjectName) -> Result<Output> {
     // Versions pinned long ago may have lost files to a VACUUM outside hindsight: say which,
     // rather than fail halfway through a scan.
     for (table, version) in &record.pinned {
-        let (schema, name) = table.split_once('.').unwrap_or((record.default_schema.as_str(), table));
-        session.warehouse().check_readable(&TableName::new(schema, name), *version).await?;
+        session.warehouse().check_readable(&TableName::from_qualified(table, &record.default_schema), *version).await?;
     }
     // Feature views as they were defined when the dataset was made.
     let mut q = parse_query(&record.query)?;

@@ -12,7 +12,6 @@ use chrono::{DateTime, Duration, Months, Utc};
 use croner::Cron;
 use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::compute::kernels::cast_utils::parse_interval_month_day_nano;
 use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, Int64Type};
 use datafusion::prelude::{col, lit};
 
@@ -57,15 +56,6 @@ pub fn parse_cron(schedule: &str) -> Result<Cron> {
     Cron::new(schedule).with_seconds_optional().parse().map_err(|e| {
         Error::InvalidParameter(format!("SCHEDULE '{schedule}' is not a cron expression ({e}); write e.g. '0 6 * * 1' (Mondays at 06:00 UTC)"))
     })
-}
-
-fn parse_interval(what: &str, text: &str) -> Result<IntervalMonthDayNano> {
-    let i = parse_interval_month_day_nano(text)
-        .map_err(|e| Error::InvalidDatetime(format!("{what} '{text}' is not an interval ({e}); write e.g. INTERVAL '7 days'")))?;
-    if i.months < 0 || i.days < 0 || i.nanoseconds < 0 {
-        return Err(Error::InvalidParameter(format!("{what} '{text}' must not be negative")));
-    }
-    Ok(i)
 }
 
 fn minus(t: DateTime<Utc>, i: IntervalMonthDayNano) -> Result<DateTime<Utc>> {
@@ -125,11 +115,11 @@ impl Evaluation {
     /// The window a run scheduled at `at` evaluates.
     pub fn window_for(&self, at: DateTime<Utc>) -> Result<Window> {
         let end = match &self.lag {
-            Some(lag) => minus(at, parse_interval("LAG", lag)?)?,
+            Some(lag) => minus(at, sql::parse_interval("LAG", lag)?)?,
             None => at,
         };
         let start = match &self.window {
-            Some(w) => minus(end, parse_interval("WINDOW", w)?)?,
+            Some(w) => minus(end, sql::parse_interval("WINDOW", w)?)?,
             None => end - (at - self.previous_occurrence(at - Duration::seconds(1))?),
         };
         Ok(Window { start, end })
@@ -156,13 +146,13 @@ pub async fn create(session: &Session, spec: EvaluationSpec) -> Result<Output> {
     }
     parse_cron(&spec.schedule)?;
     if let Some(w) = &spec.window {
-        let i = parse_interval("WINDOW", w)?;
+        let i = sql::parse_interval("WINDOW", w)?;
         if (i.months, i.days, i.nanoseconds) == (0, 0, 0) {
             return Err(Error::InvalidParameter(format!("WINDOW '{w}' must be positive")));
         }
     }
     if let Some(l) = &spec.lag {
-        parse_interval("LAG", l)?;
+        sql::parse_interval("LAG", l)?;
     }
     let default_schema = session.default_schema();
     let (on_commit, on_commit_version) = match &spec.on_commit {
@@ -320,6 +310,6 @@ mod tests {
         assert_eq!((w.start, w.end), (t("2026-11-20T09:00:00Z"), t("2026-11-23T09:00:00Z")));
         assert_eq!(e.occurrences(t("2026-11-20T09:00:00Z"), t("2026-11-24T09:00:00Z")).unwrap(), [t("2026-11-23T09:00:00Z"), t("2026-11-24T09:00:00Z")]);
         assert!(parse_cron("every monday").is_err());
-        assert!(parse_interval("LAG", "-1 day").is_err());
+        assert!(sql::parse_interval("LAG", "-1 day").is_err());
     }
 }

@@ -247,14 +247,14 @@ impl Snapshot {
     async fn refreshed(&self, session: &Session) -> Result<Option<Snapshot>> {
         let mut latest = PinnedVersions::new();
         for t in self.versions.keys() {
-            latest.insert(t.clone(), session.warehouse().latest_version(&table_name(t)?).await?);
+            latest.insert(t.clone(), session.warehouse().latest_version(&TableName::from_qualified(t, crate::catalog::DEFAULT_SCHEMA)).await?);
         }
         if latest == self.versions {
             return Ok(None);
         }
         if self.view.source_kind == "table" {
             if let Some((t, &from)) = self.versions.iter().next() {
-                let (name, to) = (table_name(t)?, latest[t]);
+                let (name, to) = (TableName::from_qualified(t, crate::catalog::DEFAULT_SCHEMA), latest[t]);
                 let appended = session.warehouse().appended(&name, from, to).await?;
                 if appended.append_only {
                     let mut next = self.clone_for_update()?;
@@ -434,11 +434,6 @@ impl Snapshot {
     pub fn key_types(&self) -> Vec<DataType> {
         self.keys.iter().map(|&i| self.source.field(i).data_type().clone()).collect()
     }
-}
-
-fn table_name(qualified: &str) -> Result<TableName> {
-    let (s, t) = qualified.split_once('.').ok_or_else(|| Error::Config(format!("bad table name {qualified}")))?;
-    Ok(TableName::new(s, t))
 }
 
 /// A data file's rows in the index's column order and types (columns added later are NULL).

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
-use datafusion::arrow::compute::kernels::cast_utils::parse_interval_month_day_nano;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::prelude::{col, lit};
 
@@ -59,10 +58,8 @@ impl FeatureView {
 
 /// Parses a TTL; it must be a positive interval.
 pub fn check_ttl(ttl: &str) -> Result<()> {
-    let i = parse_interval_month_day_nano(ttl).map_err(|e| {
-        Error::InvalidDatetime(format!("TTL '{ttl}' is not an interval ({e}); write e.g. TTL INTERVAL '30 days'"))
-    })?;
-    if i.months < 0 || i.days < 0 || i.nanoseconds < 0 || (i.months, i.days, i.nanoseconds) == (0, 0, 0) {
+    let i = crate::sql::parse_interval("TTL", ttl)?;
+    if (i.months, i.days, i.nanoseconds) == (0, 0, 0) {
         return Err(Error::InvalidParameter(format!("TTL '{ttl}' must be a positive interval")));
     }
     Ok(())

@@ -274,4 +274,14 @@ pub fn kind(stmt: &Statement) -> &'static str {
         | Statement::RunEvaluation { .. }
         | Statement::BackfillEvaluation { .. } => "evaluation",
     }
+
+/// An interval clause's text (`'7 days'`, `'1 hour 30 minutes'`) as Arrow parses interval
+/// literals; `what` names the clause in errors (WINDOW, LAG, TTL). Negative parts are refused.
+pub fn parse_interval(what: &str, text: &str) -> Result<datafusion::arrow::datatypes::IntervalMonthDayNano> {
+    let i = datafusion::arrow::compute::kernels::cast_utils::parse_interval_month_day_nano(text)
+        .map_err(|e| Error::InvalidDatetime(format!("{what} '{text}' is not an interval ({e}); write e.g. INTERVAL '7 days'")))?;
+    if i.months < 0 || i.days < 0 || i.nanoseconds < 0 {
+        return Err(Error::InvalidParameter(format!("{what} '{text}' must not be negative")));
+    }
+    Ok(i)
 }
