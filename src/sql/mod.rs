@@ -274,6 +274,7 @@ pub fn kind(stmt: &Statement) -> &'static str {
         | Statement::RunEvaluation { .. }
         | Statement::BackfillEvaluation { .. } => "evaluation",
     }
+}
 
 /// An interval clause's text (`'7 days'`, `'1 hour 30 minutes'`) as Arrow parses interval
 /// literals; `what` names the clause in errors (WINDOW, LAG, TTL). Negative parts are refused.
