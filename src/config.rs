@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::security::paths::FileDirectories;
 use crate::security::tls::TlsConfig;
 use crate::security::{UserEntry, Users};
 
@@ -47,11 +48,18 @@ pub struct Limits {
     pub memory_limit: Option<usize>,
     /// Largest query text, parameter set or COPY data message accepted.
     pub max_message_bytes: usize,
+    /// Where admins may COPY to and from server-side files; none by default.
+    pub file_directories: FileDirectories,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { statement_timeout: None, memory_limit: None, max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES }
+        Self {
+            statement_timeout: None,
+            memory_limit: None,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            file_directories: FileDirectories::default(),
+        }
     }
 }
 
@@ -70,6 +78,8 @@ pub struct FileConfig {
     pub memory_limit_mb: Option<u64>,
     pub max_message_bytes: Option<usize>,
     pub metrics_listen: Option<String>,
+    #[serde(default)]
+    pub file_directories: Vec<PathBuf>,
     pub tls: Option<TlsConfig>,
     #[serde(default)]
     pub users: BTreeMap<String, UserEntry>,
@@ -129,6 +139,7 @@ impl Config {
                 .map(Duration::from_millis),
             memory_limit: overrides.memory_limit_mb.or(file.memory_limit_mb).map(|mb| (mb as usize) << 20),
             max_message_bytes: file.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+            file_directories: FileDirectories::new(&file.file_directories)?,
         };
         Ok(Config {
             users: Users::from_entries(&file.users)?,

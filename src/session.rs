@@ -20,7 +20,7 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder, Wr
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{ObjectName, Statement};
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 
 use crate::catalog::versions::{Commit, TableAt, VacuumReport, show_time};
@@ -89,6 +89,7 @@ pub struct Session {
     role: RwLock<Role>,
     /// The server's `statement_timeout`, which RESET goes back to.
     default_timeout: Option<Duration>,
+    file_directories: crate::security::paths::FileDirectories,
 }
 
 impl Session {
@@ -155,6 +156,7 @@ impl Session {
             as_of,
             role: RwLock::new(Role::Admin),
             default_timeout: limits.statement_timeout,
+            file_directories: limits.file_directories.clone(),
         };
         session.reset_timeout();
         Ok(session)
@@ -290,6 +292,15 @@ impl Session {
                 self.copy_from(&table, &columns, options).await
             }
             Command::CopyTo { source, options } => self.copy_to(source, options).await,
+            Command::CopyFromFile { table, columns, options, path } => {
+                self.check_writable("COPY FROM")?;
+                let path = self.file_directories.confine(&path, true)?;
+                self.copy_from_file(&table, &columns, options, &path).await
+            }
+            Command::CopyToFile { source, options, path } => {
+                let path = self.file_directories.confine(&path, false)?;
+                self.copy_to_file(source, options, &path).await
+            }
             Command::DescribeHistory { table, limit } => {
                 let name = sql::table_name(&table, &self.default_schema())?;
                 let commits = self.warehouse.history(&name, limit, self.as_of.get()).await?;
@@ -526,7 +537,7 @@ impl Session {
         HindsightTable::try_new(name.clone(), table).await
     }
 
-    async fn copy_from(&self, table: &datafusion::sql::sqlparser::ast::ObjectName, columns: &[String], options: CopyOptions) -> Result<Output> {
+    async fn copy_from(&self, table: &ObjectName, columns: &[String], options: CopyOptions) -> Result<Output> {
         let name = sql::table_name(table, &self.default_schema())?;
         writable_schema(&name)?;
         let provider = self.provider(&name).await?;
@@ -534,6 +545,60 @@ impl Session {
         let decoder = CopyDecoder::new(&name, schema, columns, options.clone())?;
         let ncols = if columns.is_empty() { decoder.schema().fields().len() } else { columns.len() };
         Ok(Output::CopyIn(Box::new(CopyIn { table: name, columns: ncols, options, decoder })))
+    }
+
+    /// COPY FROM a server file: the same decoder and one-commit upload as COPY FROM STDIN.
+    async fn copy_from_file(&self, table: &ObjectName, columns: &[String], options: CopyOptions, path: &std::path::Path) -> Result<Output> {
+        use tokio::io::AsyncReadExt;
+        let Output::CopyIn(copy) = self.copy_from(table, columns, options).await? else {
+            return Err(Error::FeatureNotSupported("this COPY does not read data".into()));
+        };
+        let mut file = tokio::fs::File::open(path).await?;
+        let mut upload = self.start_upload(*copy);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match file.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => upload.push(&buf[..n]).await,
+                Err(e) => {
+                    upload.abort().await;
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(Output::Affected { verb: "COPY", rows: upload.finish().await? })
+    }
+
+    /// COPY TO a server file, as CSV (the format other tools read back without surprises).
+    async fn copy_to_file(&self, source: CopyToSource, options: CopyOptions, path: &std::path::Path) -> Result<Output> {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        if options.format != crate::copy::CopyFormat::Csv {
+            return Err(Error::FeatureNotSupported("COPY TO a server file writes CSV only: add WITH (FORMAT csv)".into()));
+        }
+        let Output::CopyOut { mut stream, .. } = self.copy_to(source, options.clone()).await? else {
+            return Err(Error::FeatureNotSupported("this COPY does not produce rows".into()));
+        };
+        let mut file = tokio::fs::File::create(path).await?;
+        let (mut rows, mut first) = (0u64, true);
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let mut w = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(first && options.header)
+                .with_delimiter(options.delimiter)
+                .with_quote(options.quote)
+                .with_null(options.null.clone())
+                .with_date_format("%Y-%m-%d".into())
+                .with_timestamp_format("%Y-%m-%d %H:%M:%S%.f".into())
+                .with_timestamp_tz_format("%Y-%m-%d %H:%M:%S%.f%:z".into())
+                .build(Vec::new());
+            w.write(&batch)?;
+            file.write_all(&w.into_inner()).await?;
+            rows += batch.num_rows() as u64;
+            first = false;
+        }
+        file.flush().await?;
+        Ok(Output::Affected { verb: "COPY", rows })
     }
 
     /// Starts the one-commit upload for a COPY FROM STDIN that `execute` returned.

@@ -1,10 +1,11 @@
 //! Who may connect and what each may do: users and their SCRAM verifiers, roles, TLS, and the
-//! directories server-side files may live in.
+//! directories server-side files may live in (`paths`).
 //!
 //! Owns: the user list (from the config file), the role a statement needs, the TLS acceptor,
 //! path confinement. Must not: speak the protocol (`wire` drives the handshake with what this
 //! module provides) or run statements (`session` asks `roles` before it does).
 
+pub mod paths;
 pub mod roles;
 pub mod scram;
 pub mod tls;

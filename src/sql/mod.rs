@@ -43,6 +43,10 @@ pub enum Command {
     ShowTables,
     CopyFrom { table: ObjectName, columns: Vec<String>, options: CopyOptions },
     CopyTo { source: CopyToSource, options: CopyOptions },
+    /// `COPY t FROM '/server/path'`: admin only, inside `file_directories`.
+    CopyFromFile { table: ObjectName, columns: Vec<String>, options: CopyOptions, path: String },
+    /// `COPY t|(query) TO '/server/path'`: admin only, inside `file_directories`; CSV.
+    CopyToFile { source: CopyToSource, options: CopyOptions, path: String },
     /// Statements clients send that have nothing to do here (DISCARD ALL, ...).
     NoOp(&'static str),
     DescribeHistory { table: ObjectName, limit: Option<u64> },
@@ -146,9 +150,20 @@ fn classify_sql(stmt: ast::Statement) -> Result<Command> {
                     Command::CopyTo { source: CopyToSource::Table { table: table_name, columns: idents(&columns) }, options }
                 }
                 (true, CopyTarget::Stdout, CopySource::Query(q)) => Command::CopyTo { source: CopyToSource::Query(q), options },
-                (_, CopyTarget::File { .. } | CopyTarget::Program { .. }, _) => {
+                (false, CopyTarget::File { filename }, CopySource::Table { table_name, columns }) => {
+                    Command::CopyFromFile { table: table_name, columns: idents(&columns), options, path: filename }
+                }
+                (true, CopyTarget::File { filename }, CopySource::Table { table_name, columns }) => Command::CopyToFile {
+                    source: CopyToSource::Table { table: table_name, columns: idents(&columns) },
+                    options,
+                    path: filename,
+                },
+                (true, CopyTarget::File { filename }, CopySource::Query(q)) => {
+                    Command::CopyToFile { source: CopyToSource::Query(q), options, path: filename }
+                }
+                (_, CopyTarget::Program { .. }, _) => {
                     return Err(Error::FeatureNotSupported(
-                        "COPY to or from a server-side file or program is not allowed; use STDIN/STDOUT (psql's \\copy)".into(),
+                        "COPY to or from a program is not allowed; use STDIN/STDOUT (psql's \\copy)".into(),
                     ));
                 }
                 _ => return Err(Error::FeatureNotSupported("this form of COPY is not supported".into())),

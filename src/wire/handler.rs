@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{Sink, SinkExt, StreamExt, stream};
 use pgwire::api::auth::StartupHandler;
-use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::copy::{send_copy_both_response, send_copy_in_response, send_copy_out_response};
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
@@ -18,16 +18,17 @@ use pgwire::api::results::{
 };
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::{Entry, PortalStore};
-use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionHandle, DEFAULT_NAME, PgWireConnectionState, PgWireServerHandlers, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, PgWireConnectionState, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::{NoData, ParameterDescription, RowDescription};
 use pgwire::messages::extendedquery::{Bind, BindComplete, Describe, Execute, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::response::EmptyQueryResponse;
-use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::messages::PgWireBackendMessage;
 use tokio::sync::Mutex;
 
 use super::encode::{BatchEncoder, CopyTextWriter, describe, field_infos, pg_type};
+use super::cancel::{CancelRequests, Registration};
 use super::interrupt::Interrupt;
 use super::params;
 use super::startup::Shared;
@@ -44,13 +45,15 @@ pub struct Connection {
     shared: Arc<Shared>,
     parser: Arc<Parser>,
     upload: Mutex<Option<CopyUpload>>,
+    /// This connection's cancel requests, once it is registered (after authentication).
+    cancel: std::sync::Mutex<Option<(tokio::sync::watch::Receiver<u64>, Registration)>>,
 }
 
 impl Connection {
     pub fn new(session: Session, shared: Arc<Shared>) -> Arc<Self> {
         let session = Arc::new(session);
         let parser = Arc::new(Parser { session: session.clone(), max_bytes: shared.limits.max_message_bytes });
-        Arc::new(Self { parser, session, shared, upload: Mutex::new(None) })
+        Arc::new(Self { parser, session, shared, upload: Mutex::new(None), cancel: std::sync::Mutex::new(None) })
     }
 
     pub(super) fn session(&self) -> &Session {
@@ -61,13 +64,14 @@ impl Connection {
         &self.shared
     }
 
+    pub(super) fn set_cancel(&self, registered: (tokio::sync::watch::Receiver<u64>, Registration)) {
+        *self.cancel.lock().unwrap_or_else(|p| p.into_inner()) = Some(registered);
+    }
+
     /// What stops this connection's next statement early: a cancel request for it, or the
     /// session's statement_timeout.
-    async fn interrupt(&self, client: &impl ClientInfo) -> Interrupt {
-        let cancel = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
-            Some(handle) => Some(handle.start_query().await),
-            None => None,
-        };
+    fn interrupt(&self) -> Interrupt {
+        let cancel = self.cancel.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|(rx, _)| rx.clone());
         Interrupt::new(cancel, self.session.statement_timeout())
     }
 
@@ -266,7 +270,7 @@ impl Connection {
 
 #[async_trait]
 impl SimpleQueryHandler for Connection {
-    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
@@ -281,7 +285,7 @@ impl SimpleQueryHandler for Connection {
             }
         };
         // One interrupt for the whole query string, as PostgreSQL times a simple Query message.
-        let interrupt = self.interrupt(client).await;
+        let interrupt = self.interrupt();
         let mut responses = Vec::with_capacity(statements.len());
         for stmt in statements {
             let timer = QueryTimer::start(crate::sql::kind(&stmt));
@@ -497,7 +501,7 @@ impl ExtendedQueryHandler for Connection {
         result
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Prepared>,
@@ -522,7 +526,7 @@ impl ExtendedQueryHandler for Connection {
             values.push(v);
         }
         let timer = QueryTimer::start(crate::sql::kind(&prepared.stmt));
-        let interrupt = self.interrupt(client).await;
+        let interrupt = self.interrupt();
         let work = async move {
             if let Some(args) = &prepared.online {
                 let batch = crate::features::online::lookup(&self.session, args, Some(&values)).await?;
@@ -594,12 +598,12 @@ impl CopyHandler for Connection {
 /// registry to the connection running the query.
 pub struct Handlers {
     connection: Arc<Connection>,
-    cancel: Arc<DefaultCancelHandler>,
+    cancel: Arc<CancelRequests>,
 }
 
 impl Handlers {
     pub fn new(connection: Arc<Connection>) -> Self {
-        let cancel = Arc::new(DefaultCancelHandler::new(connection.shared.manager.clone()));
+        let cancel = Arc::new(CancelRequests(connection.shared.cancels.clone()));
         Self { connection, cancel }
     }
 }

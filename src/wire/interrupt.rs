@@ -14,7 +14,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 
@@ -38,15 +38,23 @@ impl Reason {
 pub struct Interrupt(Shared<BoxFuture<'static, Reason>>);
 
 impl Interrupt {
-    /// `cancel` fires on a cancel request; pgwire drops its sender when the next statement
-    /// starts, which must not read as a cancel.
-    pub fn new(cancel: Option<oneshot::Receiver<()>>, timeout: Option<Duration>) -> Self {
+    /// `cancel` counts the connection's cancel requests: the statement stops at the next one
+    /// (those that came before it started do not count).
+    pub fn new(cancel: Option<watch::Receiver<u64>>, timeout: Option<Duration>) -> Self {
+        let cancel = cancel.map(|mut rx| {
+            rx.borrow_and_update();
+            rx
+        });
         let deadline = timeout.map(|t| (tokio::time::Instant::now() + t, t.as_millis() as u64));
         let fired = async move {
             let cancelled = async {
-                match cancel {
-                    Some(rx) if rx.await.is_ok() => {}
-                    _ => std::future::pending().await,
+                let fired = match cancel {
+                    Some(mut rx) => rx.changed().await.is_ok(),
+                    None => false,
+                };
+                // Not fired: no cancel registry, or the connection is gone and nobody waits.
+                if !fired {
+                    std::future::pending::<()>().await;
                 }
             };
             let timed_out = async {

@@ -5,6 +5,7 @@
 //! turning our errors into ErrorResponses with their SQLSTATE.
 //! Must not: plan queries or open tables; it hands parsed statements to a `Session`.
 
+mod cancel;
 mod encode;
 mod handler;
 mod interrupt;

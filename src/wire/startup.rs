@@ -18,11 +18,12 @@ use pgwire::api::auth::{
     AuthDriver, DefaultServerParameterProvider, ServerParameterProvider, StartupHandler, protocol_negotiation,
     save_startup_parameters_to_metadata,
 };
-use pgwire::api::{ClientInfo, ConnectionManager};
+use pgwire::api::ClientInfo;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
+use super::cancel::Cancels;
 use super::handler::Connection;
 use crate::config::Limits;
 use crate::error::Result;
@@ -38,7 +39,7 @@ pub struct Shared {
     /// None: `trust`, everyone is an admin (only with no users configured).
     sasl: Option<SaslMechanisms>,
     driver: AuthDriver<Params>,
-    pub manager: Arc<ConnectionManager>,
+    pub cancels: Arc<Cancels>,
     pub limits: Limits,
 }
 
@@ -46,7 +47,6 @@ impl Shared {
     /// `cert_pem`: the TLS certificate, which turns on SCRAM-SHA-256-PLUS (channel binding).
     pub fn new(users: Users, cert_pem: Option<&[u8]>, limits: Limits) -> Result<Self> {
         let users = Arc::new(users);
-        let manager = Arc::new(ConnectionManager::new());
         let sasl = if users.is_empty() {
             None
         } else {
@@ -60,8 +60,9 @@ impl Shared {
             Some(SaslMechanisms::new(vec![Arc::new(scram)]))
         };
         let params = Params { base: parameters(), users: users.clone() };
-        let driver = AuthDriver::new(params).with_connection_manager(manager.clone());
-        Ok(Self { users, sasl, driver, manager, limits })
+        // No pgwire connection manager: cancel requests go through `Cancels` (see cancel.rs).
+        let driver = AuthDriver::new(params);
+        Ok(Self { users, sasl, driver, cancels: Arc::default(), limits })
     }
 
     /// No users, no TLS, no limits: the embedded default and most tests.
@@ -158,7 +159,10 @@ impl Connection {
             ))));
         };
         self.session().set_identity(&user, role);
-        self.shared().driver.complete_authentication(client, final_message).await
+        self.shared().driver.complete_authentication(client, final_message).await?;
+        let (pid, secret) = client.pid_and_secret_key();
+        self.set_cancel(self.shared().cancels.register(pid, &secret));
+        Ok(())
     }
 }
 

@@ -164,7 +164,7 @@ async fn psql_connects_over_tls_with_verify_full_and_channel_binding() {
     let bound = psql(format!("{} channel_binding=require", base("verify-full")), "wonderland", "SELECT 1").await.unwrap();
     assert_eq!(bound.expect("channel binding").trim(), "1");
     let wrong = psql(base("verify-full"), "nope", "SELECT 1").await.unwrap();
-    assert!(wrong.expect_err("a wrong password got in").contains("password authentication failed"));
+    assert!(wrong.expect_err("a wrong password got in").to_lowercase().contains("password authentication failed"));
     // verify-full checks the name: the certificate is for localhost and 127.0.0.1 only.
     let other = format!(
         "host=db.example.com hostaddr=127.0.0.1 port={port} user=alice dbname=hindsight sslmode=verify-full sslrootcert={}",
@@ -172,4 +172,46 @@ async fn psql_connects_over_tls_with_verify_full_and_channel_binding() {
     );
     let mismatch = psql(other, "wonderland", "SELECT 1").await.unwrap();
     assert!(mismatch.expect_err("a certificate for another name was accepted").contains("does not match host name"));
+}
+
+/// Server-side files: admins only, inside `file_directories` only, `..` and links resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_to_and_from_server_files_is_confined() {
+    let root = tempfile::tempdir().unwrap();
+    let exports = root.path().join("exports");
+    std::fs::create_dir(&exports).unwrap();
+    let dirs = hindsight::security::paths::FileDirectories::new(std::slice::from_ref(&exports)).unwrap();
+    let server = TestServer::start_with(move |s| {
+        s.with_users(users()).with_limits(hindsight::config::Limits { file_directories: dirs, ..Default::default() })
+    })
+    .await;
+    let alice = as_user(&server, "alice").await;
+    alice
+        .batch_execute("CREATE TABLE t (a BIGINT, b TEXT, at TIMESTAMP); INSERT INTO t VALUES (1, 'x,y', TIMESTAMP '2025-01-02 03:04:05'), (2, NULL, NULL)")
+        .await
+        .unwrap();
+    let out = exports.join("t.csv");
+    let written = alice.simple_query(&format!("COPY t TO '{}' WITH (FORMAT csv, HEADER)", out.display())).await.unwrap();
+    assert!(matches!(written.last(), Some(tokio_postgres::SimpleQueryMessage::CommandComplete(2))));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text, "a,b,at\n1,\"x,y\",2025-01-02 03:04:05\n2,,\n");
+    alice.batch_execute("CREATE TABLE u (a BIGINT, b TEXT, at TIMESTAMP)").await.unwrap();
+    alice.simple_query(&format!("COPY u FROM '{}' WITH (FORMAT csv, HEADER)", out.display())).await.unwrap();
+    let back = alice.query("SELECT a, b FROM u ORDER BY a", &[]).await.unwrap();
+    assert_eq!(back.iter().map(|r| (r.get::<_, i64>(0), r.get::<_, Option<String>>(1))).collect::<Vec<_>>(), [(1, Some("x,y".into())), (2, None)]);
+
+    let escape = format!("{}/../t.csv", exports.display());
+    assert_eq!(sqlstate(alice.simple_query(&format!("COPY t TO '{escape}' WITH (FORMAT csv)")).await), "42501");
+    assert!(!root.path().join("t.csv").exists());
+    assert_eq!(sqlstate(alice.simple_query("COPY t FROM '/etc/passwd'").await), "42501");
+    assert_eq!(sqlstate(alice.simple_query("COPY t TO PROGRAM 'cat'").await), "0A000");
+    let carol = as_user(&server, "carol").await;
+    assert_eq!(sqlstate(carol.simple_query(&format!("COPY u FROM '{}' WITH (FORMAT csv, HEADER)", out.display())).await), "42501");
+    assert_eq!(count(&alice, "u").await, 2);
+
+    // Without file_directories nobody reaches files, admins included.
+    let closed = TestServer::start().await;
+    let c = closed.connect().await;
+    c.batch_execute("CREATE TABLE t (a BIGINT)").await.unwrap();
+    assert_eq!(sqlstate(c.simple_query(&format!("COPY t TO '{}' WITH (FORMAT csv)", exports.join("x.csv").display())).await), "42501");
 }
