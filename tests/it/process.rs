@@ -236,13 +236,13 @@ async fn user_add_then_serve_with_passwords_and_metrics() {
     assert!(!text.contains("s3cret"), "the password itself was written: {text}");
 
     let (port, metrics_port) = (free_port(), free_port());
-    let mut server = Command::new(env!("CARGO_BIN_EXE_hindsight"))
+    let _server = KillOnDrop(Command::new(env!("CARGO_BIN_EXE_hindsight"))
         .args(["serve", "--warehouse", dir.path().join("wh").to_str().unwrap(), "--config", config.to_str().unwrap()])
         .args(["--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap());
     let url = |pw: &str| format!("host=127.0.0.1 port={port} user=ana password='{pw}' dbname=hindsight");
     let mut client = None;
     for _ in 0..200 {
@@ -264,6 +264,14 @@ async fn user_add_then_serve_with_passwords_and_metrics() {
     s.read_to_string(&mut body).await.unwrap();
     assert!(body.contains("hindsight_auth_failures_total 1"), "{body}");
     assert!(body.contains(r#"hindsight_errors_total{sqlstate="42501"} 1"#), "{body}");
-    server.kill().unwrap();
-    let _ = server.wait();
+}
+
+/// A server process that is killed however the test ends, a failed assertion included.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
