@@ -52,6 +52,8 @@ pub enum Output {
     CopyIn(Box<CopyIn>),
     /// COPY TO STDOUT: rows to send as COPY data.
     CopyOut { stream: SendableRecordBatchStream, options: CopyOptions },
+    /// COPY TO a server file (already confined): rows to write there, encoded as COPY TO STDOUT.
+    CopyOutFile { stream: SendableRecordBatchStream, options: CopyOptions, path: std::path::PathBuf },
 }
 
 impl std::fmt::Debug for Output {
@@ -62,6 +64,7 @@ impl std::fmt::Debug for Output {
             Output::Command(t) => write!(f, "{t}"),
             Output::CopyIn(c) => write!(f, "CopyIn({})", c.table),
             Output::CopyOut { .. } => write!(f, "CopyOut"),
+            Output::CopyOutFile { path, .. } => write!(f, "CopyOutFile({})", path.display()),
         }
     }
 }
@@ -299,7 +302,7 @@ impl Session {
             }
             Command::CopyToFile { source, options, path } => {
                 let path = self.file_directories.confine(&path, false)?;
-                self.copy_to_file(source, options, &path).await
+                self.copy_to_file(source, options, path).await
             }
             Command::DescribeHistory { table, limit } => {
                 let name = sql::table_name(&table, &self.default_schema())?;
@@ -569,36 +572,15 @@ impl Session {
         Ok(Output::Affected { verb: "COPY", rows: upload.finish().await? })
     }
 
-    /// COPY TO a server file, as CSV (the format other tools read back without surprises).
-    async fn copy_to_file(&self, source: CopyToSource, options: CopyOptions, path: &std::path::Path) -> Result<Output> {
-        use futures::StreamExt;
-        use tokio::io::AsyncWriteExt;
+    /// COPY TO a server file: the rows, for `wire` to encode exactly as COPY TO STDOUT does.
+    async fn copy_to_file(&self, source: CopyToSource, options: CopyOptions, path: std::path::PathBuf) -> Result<Output> {
         if options.format != crate::copy::CopyFormat::Csv {
             return Err(Error::FeatureNotSupported("COPY TO a server file writes CSV only: add WITH (FORMAT csv)".into()));
         }
-        let Output::CopyOut { mut stream, .. } = self.copy_to(source, options.clone()).await? else {
+        let Output::CopyOut { stream, options } = self.copy_to(source, options).await? else {
             return Err(Error::FeatureNotSupported("this COPY does not produce rows".into()));
         };
-        let mut file = tokio::fs::File::create(path).await?;
-        let (mut rows, mut first) = (0u64, true);
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            let mut w = datafusion::arrow::csv::WriterBuilder::new()
-                .with_header(first && options.header)
-                .with_delimiter(options.delimiter)
-                .with_quote(options.quote)
-                .with_null(options.null.clone())
-                .with_date_format("%Y-%m-%d".into())
-                .with_timestamp_format("%Y-%m-%d %H:%M:%S%.f".into())
-                .with_timestamp_tz_format("%Y-%m-%d %H:%M:%S%.f%:z".into())
-                .build(Vec::new());
-            w.write(&batch)?;
-            file.write_all(&w.into_inner()).await?;
-            rows += batch.num_rows() as u64;
-            first = false;
-        }
-        file.flush().await?;
-        Ok(Output::Affected { verb: "COPY", rows })
+        Ok(Output::CopyOutFile { stream, options, path })
     }
 
     /// Starts the one-commit upload for a COPY FROM STDIN that `execute` returned.

@@ -167,6 +167,31 @@ fn row_stream(
 /// COPY TO STDOUT: one CopyData message per row (pgwire counts rows by message); a CSV header
 /// rides with the first row so that the count stays right.
 fn copy_out(batches: SendableRecordBatchStream, options: &CopyOptions) -> Response {
+    let (format, ncols, data) = copy_data(batches, options);
+    Response::CopyOut(CopyResponse::new(format, ncols, data))
+}
+
+/// COPY TO a server file: the bytes COPY TO STDOUT would send, written to the file.
+async fn copy_to_file(batches: SendableRecordBatchStream, options: &CopyOptions, path: &std::path::Path) -> PgWireResult<Response> {
+    use tokio::io::AsyncWriteExt;
+    let io = |e: std::io::Error| pg_error(Error::from(e));
+    let (_, _, data) = copy_data(batches, options);
+    futures::pin_mut!(data);
+    let mut file = tokio::fs::File::create(path).await.map_err(io)?;
+    let mut rows = 0usize;
+    while let Some(row) = data.next().await {
+        file.write_all(&row?.data).await.map_err(io)?;
+        rows += 1;
+    }
+    file.flush().await.map_err(io)?;
+    Ok(Response::Execution(Tag::new("COPY").with_rows(rows)))
+}
+
+/// COPY's format code, column count and one CopyData message per row.
+fn copy_data(
+    batches: SendableRecordBatchStream,
+    options: &CopyOptions,
+) -> (i8, usize, impl futures::Stream<Item = PgWireResult<CopyData>> + Send + 'static) {
     let fields = Arc::new(field_infos(&batches.schema(), None));
     let ncols = fields.len();
     let format = if options.is_binary() { 1 } else { 0 };
@@ -202,7 +227,7 @@ fn copy_out(batches: SendableRecordBatchStream, options: &CopyOptions) -> Respon
         }
         stream::iter(out)
     });
-    Response::CopyOut(CopyResponse::new(format, ncols, data))
+    (format, ncols, data)
 }
 
 enum RowEncoder {
@@ -264,6 +289,9 @@ impl Connection {
                 Response::CopyIn(CopyResponse::new(format, columns, stream::empty()))
             }
             Output::CopyOut { stream, options } => copy_out(interrupt.guard_stream(stream), &options),
+            Output::CopyOutFile { stream, options, path } => {
+                copy_to_file(interrupt.guard_stream(stream), &options, &path).await?
+            }
         })
     }
 }
