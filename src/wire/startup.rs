@@ -74,9 +74,6 @@ impl Shared {
         }
     }
 
-    fn role_of(&self, user: &str) -> Option<Role> {
-        if self.sasl.is_none() { Some(Role::Admin) } else { self.users.role(user) }
-    }
 }
 
 fn parameters() -> DefaultServerParameterProvider {
@@ -96,8 +93,8 @@ struct Params {
 impl ServerParameterProvider for Params {
     fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
         let mut params = self.base.server_parameters(client)?;
-        let admin = self.users.is_empty()
-            || client.metadata().get("user").and_then(|u| self.users.role(u)) == Some(Role::Admin);
+        let user = client.metadata().get("user").map_or("", String::as_str);
+        let admin = self.users.role(user) == Some(Role::Admin);
         params.insert("is_superuser".into(), if admin { "on" } else { "off" }.into());
         Some(params)
     }
@@ -150,7 +147,7 @@ impl Connection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let user = client.metadata().get("user").cloned().unwrap_or_default();
-        let Some(role) = self.shared().role_of(&user) else {
+        let Some(role) = self.shared().users.role(&user) else {
             // Unreachable in practice: SCRAM only succeeds for configured users.
             return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                 "FATAL".into(),
