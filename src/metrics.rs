@@ -56,8 +56,8 @@ fn latency_histogram() -> Histogram {
 
 impl Metrics {
     fn new() -> Self {
-        let mut registry = Registry::with_prefix("hindsight");
-        let m = Self {
+        let mut m = Self {
+            registry: Registry::with_prefix("hindsight"),
             queries: Family::default(),
             errors: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
@@ -68,8 +68,8 @@ impl Metrics {
             rows_out: Counter::default(),
             bytes_out: Counter::default(),
             scheduler_runs: Family::default(),
-            registry: Registry::default(),
         };
+        let registry = &mut m.registry;
         registry.register("queries", "Statements run, by kind", m.queries.clone());
         registry.register("errors", "Statements that failed, by SQLSTATE", m.errors.clone());
         registry.register("query_duration_seconds", "Statement time to last row, by kind", m.latency.clone());
@@ -84,7 +84,7 @@ impl Metrics {
         registry.register("rows_out", "Result rows sent to clients", m.rows_out.clone());
         registry.register("bytes_out", "Bytes of result rows sent to clients", m.bytes_out.clone());
         registry.register("scheduler_runs", "Scheduled evaluation runs, by outcome", m.scheduler_runs.clone());
-        Self { registry, ..m }
+        m
     }
 
     pub fn record_query(&self, kind: &'static str, elapsed: Duration, sqlstate: Option<&str>) {

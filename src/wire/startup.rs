@@ -64,16 +64,6 @@ impl Shared {
         let driver = AuthDriver::new(params);
         Ok(Self { users, sasl, driver, cancels: Arc::default(), limits })
     }
-
-    /// No users, no TLS, no limits: the embedded default and most tests.
-    pub fn trust() -> Self {
-        // Without users nothing in `new` can fail.
-        match Self::new(Users::default(), None, Limits::default()) {
-            Ok(s) => s,
-            Err(e) => unreachable!("trust setup failed: {e}"),
-        }
-    }
-
 }
 
 fn parameters() -> DefaultServerParameterProvider {
