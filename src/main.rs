@@ -247,6 +247,7 @@ async fn run(cli: Cli) -> hindsight::Result<()> {
                     }
                     Output::Affected { verb, rows } => println!("{verb} {rows}"),
                     Output::Command(tag) => println!("{tag}"),
+                    Output::Transaction(kind) => println!("{}", kind.tag()),
                     Output::CopyIn(_) | Output::CopyOut { .. } | Output::CopyOutFile { .. } => {
                         return Err(hindsight::Error::FeatureNotSupported(
                             "COPY needs a client connection; use psql against `hindsight serve`".into(),

@@ -46,8 +46,10 @@ pub enum Output {
     /// A command that reports a row count: INSERT/UPDATE/DELETE/MERGE, and SELECT for CREATE
     /// TABLE AS (as PostgreSQL tags it).
     Affected { verb: &'static str, rows: u64 },
-    /// A command without rows (CREATE TABLE, SET, BEGIN, ...): its tag.
+    /// A command without rows (CREATE TABLE, SET, ...): its tag.
     Command(String),
+    /// BEGIN, COMMIT and the like: the wire reports the transaction state they leave.
+    Transaction(TransactionKind),
     /// COPY FROM STDIN: the connection must now feed the decoder.
     CopyIn(Box<CopyIn>),
     /// COPY TO STDOUT: rows to send as COPY data.
@@ -62,6 +64,7 @@ impl std::fmt::Debug for Output {
             Output::Rows(_) => write!(f, "Rows"),
             Output::Affected { verb, rows } => write!(f, "{verb} {rows}"),
             Output::Command(t) => write!(f, "{t}"),
+            Output::Transaction(k) => write!(f, "{}", k.tag()),
             Output::CopyIn(c) => write!(f, "CopyIn({})", c.table),
             Output::CopyOut { .. } => write!(f, "CopyOut"),
             Output::CopyOutFile { path, .. } => write!(f, "CopyOutFile({})", path.display()),
@@ -128,6 +131,7 @@ impl Session {
         ctx.register_catalog(CATALOG, Arc::new(WarehouseCatalog::new(warehouse.clone(), as_of.clone())));
         datafusion_pg_catalog::setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider)
             .map_err(|e| Error::DataFusion(*e))?;
+        crate::sql::pg_catalog::install(&ctx, CATALOG)?;
         {
             let state = ctx.state_ref();
             let mut state = state.write();
@@ -142,6 +146,7 @@ impl Session {
         let settings = Arc::new(Settings::default());
         ctx.register_udf(settings::current_setting_udf(settings.clone()));
         ctx.register_udf(settings::version_udf());
+        ctx.register_udf(settings::session_user_udf(settings.clone()));
         for udf in crate::features::asof::marker_udfs() {
             ctx.register_udf(udf);
         }
@@ -250,14 +255,7 @@ impl Session {
         let (needed, what) = required_role(&command);
         self.role().check(needed, what)?;
         match command {
-            Command::Transaction(kind) => Ok(Output::Command(
-                match kind {
-                    TransactionKind::Begin => "BEGIN",
-                    TransactionKind::Commit => "COMMIT",
-                    TransactionKind::Rollback => "ROLLBACK",
-                }
-                .into(),
-            )),
+            Command::Transaction(kind) => Ok(Output::Transaction(kind)),
             Command::Set { name, value } => {
                 self.set(&name, &value).await?;
                 Ok(Output::Command("SET".into()))

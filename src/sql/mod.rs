@@ -8,6 +8,7 @@
 
 pub mod asof;
 pub mod parser;
+pub mod pg_catalog;
 pub mod settings;
 pub mod table_functions;
 pub mod time_travel;
@@ -70,6 +71,25 @@ pub enum TransactionKind {
     Begin,
     Commit,
     Rollback,
+    /// SAVEPOINT, RELEASE [SAVEPOINT], ROLLBACK TO [SAVEPOINT]: drivers issue them inside a
+    /// transaction (psycopg's nested `transaction()`, SQLAlchemy's `begin_nested`). They keep the
+    /// transaction open and, like it, group nothing.
+    Savepoint,
+    Release,
+    RollbackTo,
+}
+
+impl TransactionKind {
+    /// The command tag PostgreSQL answers with.
+    pub fn tag(self) -> &'static str {
+        match self {
+            TransactionKind::Begin => "BEGIN",
+            TransactionKind::Commit => "COMMIT",
+            TransactionKind::Rollback | TransactionKind::RollbackTo => "ROLLBACK",
+            TransactionKind::Savepoint => "SAVEPOINT",
+            TransactionKind::Release => "RELEASE",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +135,9 @@ fn classify_sql(stmt: ast::Statement) -> Result<Command> {
         S::StartTransaction { .. } => Command::Transaction(TransactionKind::Begin),
         S::Commit { .. } => Command::Transaction(TransactionKind::Commit),
         S::Rollback { savepoint: None, .. } => Command::Transaction(TransactionKind::Rollback),
+        S::Rollback { savepoint: Some(_), .. } => Command::Transaction(TransactionKind::RollbackTo),
+        S::Savepoint { .. } => Command::Transaction(TransactionKind::Savepoint),
+        S::ReleaseSavepoint { .. } => Command::Transaction(TransactionKind::Release),
         S::Set(set) => classify_set(set)?,
         S::Reset(r) => match r.reset {
             Reset::ALL => Command::Reset(None),

@@ -85,13 +85,15 @@ pub enum ViewSource {
 }
 
 impl From<ast::Statement> for Statement {
-    fn from(s: ast::Statement) -> Self {
+    fn from(mut s: ast::Statement) -> Self {
+        crate::sql::pg_catalog::aggregate_catalog_subqueries(&mut s);
         Statement::Sql(Box::new(s))
     }
 }
 
 /// Parses a query string into statements (a simple query may hold several).
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    let sql = &*search_path_members(sql);
     if let Ok(stmts) = PG.parse(sql) {
         return Ok(stmts.into_iter().map(Statement::from).collect());
     }
@@ -110,6 +112,47 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         }
     }
     Ok(out)
+}
+
+/// Grafana's PostgreSQL data source asks whether a schema is on the search path with
+/// `quote_ident(table_schema) IN (SELECT ... FROM generate_series(...) AS i,
+/// string_to_array(...) s)`, in WHERE and in ORDER BY. DataFusion plans neither an array-valued
+/// function as a FROM item nor a subquery in ORDER BY, and datafusion-pg-catalog's stand-in
+/// matches no schema, so Grafana's column lists for unqualified tables came back empty. The same
+/// test as one expression replaces Grafana's text first.
+fn search_path_members(sql: &str) -> std::borrow::Cow<'_, str> {
+    const GRAFANA: &str = r#"quote_ident(table_schema) IN (
+        SELECT CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
+        FROM generate_series(array_lower(string_to_array(current_setting('search_path'),','),1),
+                             array_upper(string_to_array(current_setting('search_path'),','),1)) as i,
+             string_to_array(current_setting('search_path'),',') s)"#;
+    const PLANNABLE: &str = r#"array_has(string_to_array(replace(replace(current_setting('search_path'), ' ', ''),
+        '"$user"', current_user), ','), quote_ident(table_schema))"#;
+    if !sql.contains("current_setting('search_path')") {
+        return sql.into();
+    }
+    let tokens = |text: &str| datafusion::sql::sqlparser::tokenizer::Tokenizer::new(&PostgreSqlDialect {}, text).tokenize().ok();
+    let (Some(all), Some(needle)) = (tokens(sql), tokens(GRAFANA)) else { return sql.into() };
+    let solid = |t: &Token| !matches!(t, Token::Whitespace(_));
+    let needle: Vec<&Token> = needle.iter().filter(|t| solid(t)).collect();
+    let positions: Vec<usize> = (0..all.len()).filter(|&i| solid(&all[i])).collect();
+    let mut out = String::with_capacity(sql.len());
+    let (mut copied, mut k) = (0, 0);
+    while k + needle.len() <= positions.len() {
+        if (0..needle.len()).all(|j| &all[positions[k + j]] == needle[j]) {
+            all[copied..positions[k]].iter().for_each(|t| out.push_str(&t.to_string()));
+            out.push_str(PLANNABLE);
+            copied = positions[k + needle.len() - 1] + 1;
+            k += needle.len();
+        } else {
+            k += 1;
+        }
+    }
+    if copied == 0 {
+        return sql.into();
+    }
+    all[copied..].iter().for_each(|t| out.push_str(&t.to_string()));
+    out.into()
 }
 
 /// Parses a query as `CREATE DATASET` stored it, for REPRODUCE.

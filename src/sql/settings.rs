@@ -118,6 +118,20 @@ pub fn current_setting_udf(settings: Arc<Settings>) -> ScalarUDF {
     )
 }
 
+/// `session_user` and `current_user` (clients write either; datafusion-pg-catalog's rewrite turns
+/// the bare keyword into a call): the user who connected, not a fixed name.
+pub fn session_user_udf(settings: Arc<Settings>) -> ScalarUDF {
+    create_udf(
+        "session_user",
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_args: &[ColumnarValue]| -> DfResult<ColumnarValue> {
+            Ok(ColumnarValue::Scalar(datafusion::scalar::ScalarValue::Utf8(settings.get("session_user"))))
+        }),
+    )
+}
+
 /// `version()` in the form PostgreSQL clients parse.
 pub fn version_udf() -> ScalarUDF {
     let v = version_string();

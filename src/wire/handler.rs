@@ -36,7 +36,7 @@ use crate::copy::{CopyFormat, CopyOptions, CopyUpload};
 use crate::error::Error;
 use crate::metrics::METRICS;
 use crate::session::{Description, Output, Session};
-use crate::sql::Statement;
+use crate::sql::{Statement, TransactionKind};
 
 /// Per-connection state: the session, what the server's connections share, and the COPY upload
 /// in flight, if any.
@@ -276,10 +276,11 @@ impl Connection {
                 let tag = if verb == "INSERT" { tag.with_oid(0) } else { tag };
                 Response::Execution(tag.with_rows(rows as usize))
             }
-            Output::Command(tag) => match tag.as_str() {
-                "BEGIN" => Response::TransactionStart(Tag::new("BEGIN")),
-                "COMMIT" | "ROLLBACK" => Response::TransactionEnd(Tag::new(&tag)),
-                _ => Response::Execution(Tag::new(&tag)),
+            Output::Command(tag) => Response::Execution(Tag::new(&tag)),
+            Output::Transaction(kind) => match kind {
+                TransactionKind::Begin => Response::TransactionStart(Tag::new(kind.tag())),
+                TransactionKind::Commit | TransactionKind::Rollback => Response::TransactionEnd(Tag::new(kind.tag())),
+                _ => Response::Execution(Tag::new(kind.tag())),
             },
             Output::CopyIn(copy) => {
                 let format = if copy.options.is_binary() { 1 } else { 0 };

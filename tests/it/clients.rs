@@ -63,3 +63,46 @@ async fn the_readme_training_walkthrough_runs_against_the_demo_warehouse() {
     let server = TestServer::on(dir.path()).await;
     run_script(&server, "training_walkthrough.py", &[]).await;
 }
+
+/// psycopg2 (client-side parameters, executemany, copy_expert and copy_from, SQLSTATEs,
+/// transactions), SQLAlchemy with pandas, and polars, each on an empty warehouse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg2_sqlalchemy_pandas_and_polars() {
+    for (section, modules) in [
+        ("psycopg2", "psycopg2"),
+        ("sqlalchemy", "sqlalchemy, psycopg, pandas"),
+        ("polars", "polars, connectorx, pyarrow, psycopg"),
+    ] {
+        if !python_has(modules) {
+            continue;
+        }
+        let server = TestServer::start().await;
+        run_script(&server, "drivers_check.py", &[section]).await;
+    }
+}
+
+/// pgjdbc, the driver under DBeaver and Metabase: metadata browsing, batches, server-side
+/// prepares, fetch sizes, CopyManager. CI installs Debian's build of the driver (see .ci/run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgjdbc_browses_prepares_fetches_and_copies() {
+    const JAR: &str = "/usr/share/java/postgresql.jar";
+    let java = std::process::Command::new("java").arg("-version").output().is_ok_and(|o| o.status.success());
+    if !java || !std::path::Path::new(JAR).exists() {
+        assert!(std::env::var_os("CI").is_none(), "java and {JAR} are required in CI");
+        eprintln!("java or {JAR} missing: skipping");
+        return;
+    }
+    let server = TestServer::start().await;
+    let source = format!("{}/tests/clients/JdbcCheck.java", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::process::Command::new("java")
+        .args(["-cp", JAR, &source, &server.addr.port().to_string()])
+        .output()
+        .await
+        .expect("run java");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("jdbc ok"),
+        "JdbcCheck failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -54,4 +54,16 @@ async fn psql_meta_commands_describe_the_warehouse() {
     }
     let l = psql(&server, "\\l").await.unwrap();
     assert!(l.contains("hindsight"), "{l}");
+    // A bare \df lists user functions: none, as in a fresh PostgreSQL database. Ours are
+    // built-ins, listed by name or with S, with PostgreSQL's own.
+    let df = psql(&server, "\\df").await.unwrap();
+    assert!(df.contains("(0 rows)"), "{df}");
+    let df = psql(&server, "\\df *auc").await.unwrap();
+    for expected in ["roc_auc", "pr_auc", "score double precision, label boolean", "agg"] {
+        assert!(df.contains(expected), "\\df *auc lacks {expected}:\n{df}");
+    }
+    let df = psql(&server, "\\dfS drift*").await.unwrap();
+    assert!(df.contains("SETOF record") && df.contains("drift_test"), "{df}");
+    let df = psql(&server, "\\dfS abs").await.unwrap();
+    assert!(df.contains("double precision | double precision"), "{df}");
 }
