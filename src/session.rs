@@ -98,6 +98,19 @@ pub struct Session {
     file_directories: crate::security::paths::FileDirectories,
 }
 
+impl Drop for Session {
+    /// pg_catalog holds the session's catalog list, which holds our catalog, which holds
+    /// pg_catalog: a cycle of `Arc`s that would keep every closed session's catalogs (and their
+    /// copy of PostgreSQL's static tables) alive. Unregistering pg_catalog breaks it.
+    fn drop(&mut self) {
+        for catalog in self.ctx.catalog_names() {
+            if let Some(catalog) = self.ctx.catalog(&catalog) {
+                let _ = catalog.deregister_schema("pg_catalog", true);
+            }
+        }
+    }
+}
+
 impl Session {
     /// An unlimited admin session: the CLI, the scheduler, the demo writer.
     pub fn new(warehouse: Arc<Warehouse>) -> Result<Self> {

@@ -89,6 +89,10 @@ impl CatalogProvider for WarehouseCatalog {
         names
     }
 
+    fn deregister_schema(&self, name: &str, _cascade: bool) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
+        Ok(self.extra.write().unwrap_or_else(|p| p.into_inner()).remove(name))
+    }
+
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if SCHEMAS.contains(&name) {
             return Some(Arc::new(WarehouseSchema {

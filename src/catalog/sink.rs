@@ -3,7 +3,8 @@
 //! (a MERGE source, a COPY upload) into something delta-rs and DataFusion can read as a table.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
@@ -20,9 +21,32 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 
 use super::TableName;
+
+/// How often a commit that lost the race for a version to another writer tries the next one.
+/// Only that race is retried (delta-rs fails a real conflict at once), so blind appends from many
+/// clients at once all land; delta-rs's default of 15 ran out with 16 clients appending.
+const COMMIT_RETRIES: usize = 1000;
+
+fn commit_properties() -> CommitProperties {
+    CommitProperties::default().with_max_retries(COMMIT_RETRIES)
+}
+
+/// One writer per table at a time within this server. Concurrent commits to one table would
+/// otherwise race for each version, and every loser re-reads the log and tries again: with 16
+/// clients appending, most of the work was retries. Writers in other servers still race, and
+/// retry as above.
+async fn table_write_lock(table: &DeltaTable) -> tokio::sync::OwnedMutexGuard<()> {
+    static LOCKS: LazyLock<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
+    let lock = {
+        let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(table.table_url().to_string()).or_default().clone()
+    };
+    lock.lock_owned().await
+}
 
 const TARGET: &str = "__hs_target";
 const SOURCE: &str = "__hs_source";
@@ -156,6 +180,7 @@ impl DataSink for DmlSink {
             .ok_or_else(|| DataFusionError::Internal("DML sink executed twice".into()))?;
         let table = self.table.clone();
         let state = self.state.clone();
+        let _writing = table_write_lock(&table).await;
         match op {
             DmlOp::Insert { overwrite } => {
                 let rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -177,12 +202,13 @@ impl DataSink for DmlSink {
                     .with_input_plan(input)
                     .with_session_state(state)
                     .with_save_mode(mode)
+                    .with_commit_properties(commit_properties())
                     .await
                     .map_err(delta_err)?;
                 Ok(rows.load(std::sync::atomic::Ordering::Relaxed))
             }
             DmlOp::Delete { predicate } => {
-                let mut builder = table.delete().with_session_state(state);
+                let mut builder = table.delete().with_session_state(state).with_commit_properties(commit_properties());
                 if let Some(p) = conjunction(predicate) {
                     builder = builder.with_predicate(p);
                 }
@@ -190,7 +216,7 @@ impl DataSink for DmlSink {
                 Ok(metrics.num_deleted_rows.unwrap_or(0) as u64)
             }
             DmlOp::Update { predicate, assignments } => {
-                let mut builder = table.update().with_session_state(state);
+                let mut builder = table.update().with_session_state(state).with_commit_properties(commit_properties());
                 if let Some(p) = conjunction(predicate) {
                     builder = builder.with_predicate(p);
                 }
@@ -211,7 +237,8 @@ impl DataSink for DmlSink {
                     .merge(source, on)
                     .with_session_state(state)
                     .with_source_alias(SOURCE)
-                    .with_target_alias(TARGET);
+                    .with_target_alias(TARGET)
+                    .with_commit_properties(commit_properties());
                 for clause in clauses {
                     builder = add_merge_clause(builder, clause).map_err(delta_err)?;
                 }

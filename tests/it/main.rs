@@ -18,6 +18,7 @@ mod metrics;
 mod observability;
 mod online;
 mod psql;
+mod reliability;
 mod security;
 mod slt;
 mod wire;

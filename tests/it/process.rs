@@ -1,17 +1,16 @@
-//! Tests against the real `hindsight` binary in its own process: durability under kill -9, and
-//! the memory a large streamed result costs the server.
+//! Tests against the real `hindsight` binary in its own process: the command line, and the
+//! memory a large streamed result costs the server. Durability under kill -9 is in reliability.rs.
 
-use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::harness::connect;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn spawn(warehouse: &std::path::Path, port: u16) -> Child {
+pub(crate) fn spawn(warehouse: &std::path::Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_hindsight"))
         .args(["serve", "--warehouse", warehouse.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
@@ -20,7 +19,7 @@ fn spawn(warehouse: &std::path::Path, port: u16) -> Child {
         .expect("start hindsight")
 }
 
-async fn wait_ready(port: u16) -> tokio_postgres::Client {
+pub(crate) async fn wait_ready(port: u16) -> tokio_postgres::Client {
     wait_ready_for(port, Duration::from_secs(10)).await
 }
 
@@ -33,62 +32,6 @@ async fn wait_ready_for(port: u16, limit: Duration) -> tokio_postgres::Client {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("server did not start");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_never_loses_an_acknowledged_statement() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut server = spawn(dir.path(), port);
-    let c = wait_ready(port).await;
-    c.batch_execute("CREATE TABLE events (writer BIGINT, stmt BIGINT, row_no BIGINT)").await.unwrap();
-    drop(c);
-
-    // Four writers, each statement inserts 3 rows tagged with (writer, statement).
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut writers = Vec::new();
-    for w in 0..4i64 {
-        writers.push(tokio::spawn(async move {
-            let c = connect(addr).await;
-            let mut acked = Vec::new();
-            for s in 0..1000i64 {
-                let sql = format!("INSERT INTO events VALUES ({w}, {s}, 0), ({w}, {s}, 1), ({w}, {s}, 2)");
-                match c.simple_query(&sql).await {
-                    Ok(_) => acked.push(s),
-                    Err(_) => break, // the server died under us
-                }
-            }
-            (w, acked)
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    server.kill().expect("kill -9");
-    let _ = server.wait();
-    let mut acked: HashMap<i64, Vec<i64>> = HashMap::new();
-    for t in writers {
-        let (w, a) = t.await.unwrap();
-        acked.insert(w, a);
-    }
-    assert!(acked.values().map(Vec::len).sum::<usize>() > 0, "no statement was acknowledged before the kill");
-
-    let port = free_port();
-    let mut server = spawn(dir.path(), port);
-    let c = wait_ready(port).await;
-    let rows = c.query("SELECT writer, stmt, count(*) FROM events GROUP BY writer, stmt", &[]).await.unwrap();
-    let mut present: HashMap<(i64, i64), i64> = HashMap::new();
-    for r in rows {
-        present.insert((r.get(0), r.get(1)), r.get(2));
-    }
-    for (w, stmts) in &acked {
-        for s in stmts {
-            assert_eq!(present.get(&(*w, *s)), Some(&3), "acknowledged statement ({w}, {s}) lost or duplicated");
-        }
-    }
-    for ((w, s), n) in &present {
-        assert_eq!(*n, 3, "statement ({w}, {s}) is partially visible");
-    }
-    server.kill().ok();
-    let _ = server.wait();
 }
 
 fn peak_rss_mib(pid: u32) -> u64 {
@@ -267,7 +210,7 @@ async fn user_add_then_serve_with_passwords_and_metrics() {
 }
 
 /// A server process that is killed however the test ends, a failed assertion included.
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {

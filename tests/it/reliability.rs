@@ -1,0 +1,354 @@
+//! The real `hindsight` binary under stress, bounded in count and time, on loopback only:
+//! kill -9 during concurrent INSERT and COPY, a 64-client mixed soak with a memory check, and
+//! wire fuzzing. Each test prints its figures (the README's "Reliability" section quotes them).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::SinkExt;
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::connect;
+use crate::process::{KillOnDrop, free_port, spawn, wait_ready};
+
+/// Statement `s` of a client: even ones INSERT three rows, odd ones COPY three rows in.
+async fn write(c: &tokio_postgres::Client, client: usize, s: usize) -> Result<(), tokio_postgres::Error> {
+    if s % 2 == 0 {
+        let sql = format!("INSERT INTO events VALUES ({client}, {s}, 0), ({client}, {s}, 1), ({client}, {s}, 2)");
+        c.simple_query(&sql).await.map(|_| ())
+    } else {
+        let sink = c.copy_in("COPY events FROM STDIN").await?;
+        futures::pin_mut!(sink);
+        sink.send(Bytes::from(format!("{client}\t{s}\t0\n{client}\t{s}\t1\n{client}\t{s}\t2\n"))).await?;
+        sink.finish().await.map(|_| ())
+    }
+}
+
+/// Rows per (client, statement) as the restarted server sees them; every statement, acknowledged
+/// or not, is there whole or not at all, and every acknowledged one is there exactly once.
+async fn check_durable(c: &tokio_postgres::Client, acked: &HashSet<(i64, i64)>) -> usize {
+    let rows = c.query("SELECT client, stmt, count(*) FROM events GROUP BY client, stmt", &[]).await.expect("count");
+    let present: HashMap<(i64, i64), i64> = rows.iter().map(|r| ((r.get(0), r.get(1)), r.get(2))).collect();
+    for key in acked {
+        assert_eq!(present.get(key), Some(&3), "acknowledged statement {key:?} lost or duplicated");
+    }
+    for (key, n) in &present {
+        assert_eq!(*n, 3, "statement {key:?} is partially visible");
+    }
+    present.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_16_clients_loses_and_tears_nothing() {
+    const CLIENTS: usize = 16;
+    const STATEMENTS: usize = 1000;
+    const KILLS: usize = 3;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Client k runs statements k, k + 16, ...; each is tried once (a retry after a lost
+    // acknowledgement would be a duplicate no server could prevent).
+    let mut next: Vec<usize> = (0..CLIENTS).collect();
+    let mut acked: HashSet<(i64, i64)> = HashSet::new();
+    let mut unacknowledged = 0;
+    for round in 0..=KILLS {
+        let port = free_port();
+        let mut server = KillOnDrop(spawn(dir.path(), port));
+        let c = wait_ready(port).await;
+        if round == 0 {
+            c.batch_execute("CREATE TABLE events (client BIGINT, stmt BIGINT, row_no BIGINT)").await.expect("create");
+        }
+        check_durable(&c, &acked).await;
+        drop(c);
+
+        let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let done = Arc::new(AtomicUsize::new(acked.len()));
+        let killed = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for (client, start) in next.iter().copied().enumerate() {
+            let (done, killed) = (done.clone(), killed.clone());
+            tasks.push(tokio::spawn(async move {
+                let c = connect(addr).await;
+                let mut ok = Vec::new();
+                let mut s = start;
+                while s < STATEMENTS {
+                    let r = write(&c, client, s).await;
+                    s += CLIENTS;
+                    match r {
+                        Ok(()) => {
+                            ok.push(s - CLIENTS);
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            assert!(killed.load(Ordering::SeqCst), "client {client}: unexpected error before the kill: {e:?}");
+                            return (client, ok, s, true);
+                        }
+                    }
+                }
+                (client, ok, s, false)
+            }));
+        }
+        if round < KILLS {
+            // Kill once about (round + 1) / (KILLS + 1) of all statements are acknowledged.
+            let target = (round + 1) * STATEMENTS / (KILLS + 1);
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while done.load(Ordering::Relaxed) < target && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            killed.store(true, Ordering::SeqCst);
+            server.0.kill().expect("kill -9");
+            let _ = server.0.wait();
+        }
+        for t in tasks {
+            let (client, ok, resume, cut) = t.await.expect("client task");
+            acked.extend(ok.into_iter().map(|s| (client as i64, s as i64)));
+            next[client] = resume;
+            unacknowledged += usize::from(cut);
+        }
+    }
+    let port = free_port();
+    let _server = KillOnDrop(spawn(dir.path(), port));
+    let c = wait_ready(port).await;
+    let present = check_durable(&c, &acked).await;
+    assert_eq!(acked.len() + unacknowledged, STATEMENTS, "every statement was tried once");
+    assert!(present >= acked.len());
+    eprintln!(
+        "kill -9: {CLIENTS} clients, {STATEMENTS} INSERT/COPY statements, {KILLS} kills survived; \
+         {} acknowledged and all present once, {unacknowledged} cut by a kill ({} of those committed), none torn",
+        acked.len(),
+        present - acked.len()
+    );
+}
+
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_clients_of_mixed_reads_and_writes() {
+    const CLIENTS: usize = 64;
+    const TABLES: usize = 8;
+    const RUN: Duration = Duration::from_secs(40);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let server = KillOnDrop(spawn(dir.path(), port));
+    let c = wait_ready(port).await;
+    for t in 0..TABLES {
+        c.batch_execute(&format!("CREATE TABLE m{t} (id BIGINT, client BIGINT, x DOUBLE PRECISION, tag TEXT)")).await.expect("create");
+        c.batch_execute(&format!("INSERT INTO m{t} SELECT value, -1, value / 7.0, 'seed' FROM generate_series(1, 5000)")).await.expect("seed");
+    }
+    drop(c);
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..CLIENTS {
+        tasks.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(client as u64);
+            let c = connect(addr).await;
+            let point = c.prepare("SELECT x, tag FROM m0 WHERE id = $1").await.expect("prepare");
+            let (mut statements, mut writes) = (0u64, 0u64);
+            while start.elapsed() < RUN {
+                let t = rng.random_range(0..TABLES);
+                let r = match rng.random_range(0..10) {
+                    0 | 1 => {
+                        writes += 1;
+                        let id = rng.random_range(0..1_000_000i64);
+                        c.execute(&format!("INSERT INTO m{t} VALUES ($1, $2, $3, 'w')"), &[&id, &(client as i64), &(id as f64)])
+                            .await
+                            .map(|n| assert_eq!(n, 1))
+                    }
+                    2 => c.query(&format!("SELECT count(*), sum(x) FROM m{t}"), &[]).await.map(|r| assert_eq!(r.len(), 1)),
+                    3 => c.query(&format!("SELECT tag, count(*), avg(x) FROM m{t} GROUP BY tag ORDER BY tag"), &[]).await.map(|_| ()),
+                    4 => c.query(&format!("SELECT * FROM m{t} VERSION AS OF 1 WHERE id < 10"), &[]).await.map(|r| assert_eq!(r.len(), 9)),
+                    5 => c.query(&format!("SELECT a.id, b.x FROM m{t} a JOIN m{} b USING (id) WHERE a.id < 100", (t + 1) % TABLES), &[]).await.map(|_| ()),
+                    6 => c.simple_query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'").await.map(|_| ()),
+                    _ => c.query(&point, &[&rng.random_range(1i64..5000)]).await.map(|r| assert_eq!(r.len(), 1)),
+                };
+                if let Err(e) = r {
+                    panic!("client {client}: unexpected error: {e:?}");
+                }
+                statements += 1;
+            }
+            (statements, writes)
+        }));
+    }
+    // Memory once the clients are warmed up, then at the end.
+    let pid = server.0.id();
+    tokio::time::sleep(RUN / 6).await;
+    let warm = rss_mib(pid);
+    let mut samples = Vec::new();
+    while start.elapsed() < RUN {
+        samples.push(rss_mib(pid));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (mut statements, mut writes) = (0, 0);
+    for t in tasks {
+        let (s, w) = t.await.expect("client task");
+        statements += s;
+        writes += w;
+    }
+    eprintln!("soak RSS samples (MiB, every 0.5 s): {samples:?}");
+    let last = samples.iter().rev().take(5).sum::<u64>() / samples.len().clamp(1, 5) as u64;
+    let peak = samples.iter().copied().max().unwrap_or(0);
+    eprintln!(
+        "soak: {CLIENTS} clients for {:?}: {statements} statements ({writes} writes), 0 errors; RSS {warm} MiB warm, {last} MiB at the end, {peak} MiB peak",
+        RUN
+    );
+    if cfg!(target_os = "linux") {
+        assert!(last < warm + warm / 2 + 100, "server memory grew from {warm} MiB to {last} MiB");
+    }
+    let c = connect(addr).await;
+    let rows = c.query("SELECT count(*) FROM m0", &[]).await.expect("still serving");
+    assert!(rows[0].get::<_, i64>(0) >= 5000);
+}
+
+/// One fuzz case: bytes a broken or hostile client sends, possibly after a valid startup.
+fn fuzz_case(rng: &mut StdRng, case: usize) -> (bool, Vec<u8>) {
+    fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![tag];
+        m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+    let random = |rng: &mut StdRng, n: usize| {
+        let mut b = vec![0u8; n];
+        rng.fill_bytes(&mut b);
+        b
+    };
+    let len = rng.random_range(0..256);
+    match case % 10 {
+        // Garbage instead of a startup packet.
+        0 => (false, random(rng, len)),
+        // A startup packet claiming a huge length, or with invalid UTF-8 parameters.
+        1 => {
+            let mut b = (if rng.random_bool(0.5) { 0x7fff_ffffu32 } else { rng.random() }).to_be_bytes().to_vec();
+            b.extend_from_slice(&196608u32.to_be_bytes());
+            b.extend_from_slice(b"user\0\xff\xfe\xc3\0database\0\x80hind\0\0");
+            (false, b)
+        }
+        // Random typed messages after a valid startup.
+        2 => (true, message(rng.random(), &random(rng, len))),
+        // A message claiming a huge length, then silence or garbage.
+        3 => {
+            let mut m = vec![b"QPBEDSX"[rng.random_range(0..7)]];
+            m.extend_from_slice(&rng.random_range(0x0400_0000u32..=0x7fff_ffff).to_be_bytes());
+            m.extend(random(rng, len));
+            (true, m)
+        }
+        // A valid message cut short.
+        4 => {
+            let mut m = message(b'Q', b"SELECT 1, 'truncated'\0");
+            m.truncate(rng.random_range(1..m.len()));
+            (true, m)
+        }
+        // Queries that are not UTF-8.
+        5 => {
+            let mut q = b"SELECT '".to_vec();
+            q.extend(random(rng, len.max(1)));
+            q.extend_from_slice(b"'\0");
+            (true, message(b'Q', &q))
+        }
+        // Parse / Bind / Execute with random bodies, then Sync.
+        6 => {
+            let mut m = message(b'P', &[b"s\0SELECT $1::bigint\0".as_slice(), &random(rng, len % 16)].concat());
+            m.extend(message(b'B', &random(rng, len)));
+            m.extend(message(b'E', &random(rng, len % 8)));
+            m.extend(message(b'S', b""));
+            (true, m)
+        }
+        // COPY FROM STDIN fed malformed data, a wrong message type, or a CopyFail.
+        7 | 8 => {
+            let mut m = message(b'Q', b"COPY fuzz FROM STDIN\0");
+            let mut data = random(rng, len);
+            if rng.random_bool(0.5) {
+                data = b"1\tnot a number\n2\t\\N\t3\n\\x\n".iter().copied().chain(data).collect();
+            }
+            m.extend(message(b'd', &data));
+            m.extend(match rng.random_range(0..3) {
+                0 => message(b'c', b""),
+                1 => message(b'f', b"client gave up\0"),
+                _ => message(b'Q', b"SELECT 1\0"),
+            });
+            (true, m)
+        }
+        // The binary COPY signature followed by nonsense.
+        _ => {
+            let mut m = message(b'Q', b"COPY fuzz FROM STDIN (FORMAT binary)\0");
+            let data = [b"PGCOPY\n\xff\r\n\0".as_slice(), &0u32.to_be_bytes(), &0u32.to_be_bytes(), &random(rng, len)].concat();
+            m.extend(message(b'd', &data));
+            m.extend(message(b'c', b""));
+            (true, m)
+        }
+    }
+}
+
+fn startup() -> Vec<u8> {
+    let params = b"user\0hindsight\0database\0hindsight\0\0";
+    let mut b = ((params.len() + 8) as u32).to_be_bytes().to_vec();
+    b.extend_from_slice(&196608u32.to_be_bytes());
+    b.extend_from_slice(params);
+    b
+}
+
+/// Reads whatever the server answers until it closes the connection, goes quiet, or 1 s passes.
+async fn drain(stream: &mut TcpStream) {
+    let mut buf = [0u8; 8192];
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wire_fuzzing_never_crashes_the_server_or_disturbs_others() {
+    const CASES: usize = 600;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut server = KillOnDrop(spawn(dir.path(), port));
+    let bystander = wait_ready(port).await;
+    bystander.batch_execute("CREATE TABLE fuzz (a BIGINT, b TEXT, c BIGINT)").await.expect("create");
+    bystander.batch_execute("INSERT INTO fuzz VALUES (1, 'one', 1)").await.expect("insert");
+    let addr = format!("127.0.0.1:{port}");
+    let mut rng = StdRng::seed_from_u64(0x5eed);
+    let started = Instant::now();
+    // Ten hostile clients at a time; after each wave the server must be alive and the bystander
+    // connection must still answer.
+    for wave in 0..CASES / 10 {
+        let cases: Vec<_> = (0..10).map(|i| fuzz_case(&mut rng, wave * 10 + i)).collect();
+        futures::future::join_all(cases.into_iter().map(|(after_startup, bytes)| {
+            let addr = addr.clone();
+            async move {
+                let mut stream = TcpStream::connect(&addr).await.expect("connect");
+                if after_startup {
+                    stream.write_all(&startup()).await.expect("startup");
+                    drain(&mut stream).await;
+                }
+                // The server may close the connection part way: that is an answer, not a failure.
+                let _ = stream.write_all(&bytes).await;
+                drain(&mut stream).await;
+            }
+        }))
+        .await;
+        assert!(server.0.try_wait().expect("status").is_none(), "the server died in fuzz wave {wave}");
+        let rows = bystander.query("SELECT count(*) FROM fuzz", &[]).await.expect("the bystander connection still works");
+        assert!(rows[0].get::<_, i64>(0) >= 1);
+    }
+    assert!(server.0.try_wait().expect("status").is_none(), "the server died");
+    let fresh = connect(addr.parse().expect("addr")).await;
+    fresh.simple_query("SELECT 1").await.expect("new connections are served");
+    eprintln!("fuzz: {CASES} cases in {:?}; the server and a bystander connection survived all", started.elapsed());
+}
