@@ -554,7 +554,11 @@ impl CopyUpload {
             self.send(Chunk::Done).await;
         }
         self.tx = None;
-        let result = self.task.await.map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        let result = match self.task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => Err(Error::from_panic(e.into_panic())),
+            Err(e) => Err(Error::Io(std::io::Error::other(e))),
+        };
         match self.failed {
             Some(e) => Err(e),
             None => result,

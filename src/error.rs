@@ -92,6 +92,11 @@ pub enum Error {
     #[error("{0}")]
     ProgramLimit(String),
 
+    /// A bug: a panic inside an operator or in our code, caught before it could end the
+    /// connection or the scheduler.
+    #[error("internal error: {0}")]
+    Internal(String),
+
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
 
@@ -106,6 +111,31 @@ pub enum Error {
 
     #[error("storage: {0}")]
     ObjectStore(#[from] object_store::Error),
+}
+
+/// Runs `work`, turning a panic inside it into [`Error::Internal`].
+///
+/// DataFusion re-raises a panic from any of its spawned operator tasks in the task that polls
+/// the plan, which for us is a connection's or the scheduler's: uncaught, a bug in one query
+/// would drop that client's connection or stop every scheduled evaluation. Unwinding drops the
+/// plan, so its memory reservations and locks are released; our shared mutexes shrug off
+/// poisoning.
+pub async fn catch_panic<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    use futures::FutureExt;
+    // Boxed: a statement's future is large in debug builds, and a worker thread's stack is not.
+    std::panic::AssertUnwindSafe(Box::pin(work)).catch_unwind().await.unwrap_or_else(|p| Err(Error::from_panic(p)))
+}
+
+impl Error {
+    pub fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Self {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic with no message".to_string());
+        tracing::error!(panic = %what, "a statement panicked; it was stopped with an internal error");
+        Error::Internal(format!("the statement hit a bug and was stopped ({what}); please report it"))
+    }
 }
 
 impl From<datafusion::sql::sqlparser::parser::ParserError> for Error {
@@ -141,6 +171,7 @@ impl Error {
             Error::Canceled | Error::StatementTimeout(_) => "57014",
             Error::InsufficientPrivilege(_) => "42501",
             Error::ProgramLimit(_) => "54000",
+            Error::Internal(_) => "XX000",
             Error::DataFusion(e) => datafusion_sqlstate(e),
             Error::Delta(e) => delta_sqlstate(e),
             Error::Arrow(e) => arrow_sqlstate(e),

@@ -166,6 +166,8 @@ impl Session {
         for udaf in crate::evaluation::metrics::udafs().into_iter().chain(crate::evaluation::classes::udafs()).chain(crate::evaluation::drift::udafs()) {
             ctx.register_udaf(udaf);
         }
+        #[cfg(debug_assertions)]
+        ctx.register_udf(debug_panic_udf());
         ctx.register_udtf(
             crate::features::online::FUNCTION,
             Arc::new(crate::features::online::OnlineFunction::new(warehouse.clone())),
@@ -867,4 +869,32 @@ fn take_partitioning(stmt: Statement) -> (Statement, Vec<String>) {
         }
         other => (other, vec![]),
     }
+}
+
+/// `hindsight_debug_panic(condition)`, in debug builds only: panics on a row where the condition
+/// holds, so that tests can prove a bug in an operator costs the statement, not the connection.
+/// It stands in for the bugs we do not know of; release builds do not have it.
+#[cfg(debug_assertions)]
+fn debug_panic_udf() -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    use datafusion::scalar::ScalarValue;
+    create_udf(
+        "hindsight_debug_panic",
+        vec![DataType::Boolean],
+        DataType::Boolean,
+        Volatility::Volatile,
+        Arc::new(|args: &[ColumnarValue]| {
+            let hit = match &args[0] {
+                ColumnarValue::Scalar(ScalarValue::Boolean(Some(b))) => *b,
+                ColumnarValue::Scalar(_) => false,
+                ColumnarValue::Array(a) => a.as_boolean().true_count() > 0,
+            };
+            if hit {
+                panic!("hindsight_debug_panic was asked to panic");
+            }
+            Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(false))))
+        }),
+    )
 }

@@ -172,7 +172,7 @@ pub async fn run_window(
     let (started_at, clock) = (Utc::now(), Instant::now());
     let run_id = new_run_id(&eval.name, window);
     let mut versions = PinnedVersions::new();
-    let outcome = write_window(session, eval, window, &run_id, started_at, &mut versions).await;
+    let outcome = crate::error::catch_panic(write_window(session, eval, window, &run_id, started_at, &mut versions)).await;
     let (rows, error) = match outcome {
         Ok(rows) => (rows as i64, None),
         Err(e) => (0, Some(e)),

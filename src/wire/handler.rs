@@ -363,7 +363,7 @@ impl QueryParser for Parser {
     {
         check_size(sql.len(), self.max_bytes, "the query").map_err(pg_error)?;
         let Some(stmt) = crate::sql::parse_one(sql).map_err(pg_error)? else { return Ok(None) };
-        let description = self.session.describe(&stmt).await.map_err(pg_error)?;
+        let description = crate::error::catch_panic(self.session.describe(&stmt)).await.map_err(pg_error)?;
         let online = match &stmt {
             Statement::Sql(s) => crate::features::online::direct_call(s).map(Arc::new),
             _ => None,

@@ -6,6 +6,7 @@
 //! a 57014 error after the rows already sent, as in PostgreSQL.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, catch_panic};
 
 #[derive(Debug, Clone, Copy)]
 enum Reason {
@@ -71,16 +72,18 @@ impl Interrupt {
         Self(fired.boxed().shared())
     }
 
-    /// Runs `work` unless the statement is stopped first, in which case `work` is dropped.
+    /// Runs `work` unless the statement is stopped first, in which case `work` is dropped; a
+    /// panic in `work` becomes an error.
     pub async fn guard<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
         tokio::select! {
             biased;
             reason = self.0.clone() => Err(reason.error()),
-            r = work => r,
+            r = catch_panic(work) => r,
         }
     }
 
-    /// The same stream, ending with the stop's error if it comes before the stream's end.
+    /// The same stream, ending with the stop's error if it comes before the stream's end, or
+    /// with an internal error if an operator panics while rows stream.
     pub fn guard_stream(&self, inner: SendableRecordBatchStream) -> SendableRecordBatchStream {
         let schema = inner.schema();
         let stop = self.0.clone();
@@ -93,7 +96,13 @@ impl Interrupt {
                     drop(inner);
                     Some((Err(DataFusionError::External(Box::new(reason.error()))), None))
                 }
-                item = inner.next() => item.map(|i| (i, Some((inner, stop)))),
+                item = AssertUnwindSafe(inner.next()).catch_unwind() => match item {
+                    Ok(item) => item.map(|i| (i, Some((inner, stop)))),
+                    Err(panic) => {
+                        drop(inner);
+                        Some((Err(DataFusionError::External(Box::new(Error::from_panic(panic)))), None))
+                    }
+                },
             }
         });
         Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), stream.fuse()))

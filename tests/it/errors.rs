@@ -92,3 +92,50 @@ async fn a_refused_copy_in_leaves_the_connection_usable() {
     assert_eq!(sqlstate(c.simple_query("COPY missing FROM STDIN").await), "42P01");
     assert_eq!(c.query_one("SELECT 1::BIGINT", &[]).await.unwrap().get::<_, i64>(0), 1);
 }
+
+/// A bug in an operator, stood in for by the debug-build-only `hindsight_debug_panic`, costs the
+/// statement an XX000 error: not the connection, not another client, not committed data.
+#[tokio::test]
+async fn a_panic_costs_the_statement_not_the_connection() {
+    use futures::StreamExt;
+    let server = TestServer::start().await;
+    let c = server.connect().await;
+    let bystander = server.connect().await;
+    c.batch_execute("CREATE TABLE t (id BIGINT); INSERT INTO t SELECT i FROM generate_series(1, 10) g(i)").await.unwrap();
+
+    // Before the first row, in both protocols.
+    assert_eq!(sqlstate(c.simple_query("SELECT hindsight_debug_panic(true)").await), "XX000");
+    let m = message(c.query("SELECT hindsight_debug_panic(id = 3) FROM t", &[]).await);
+    assert!(m.contains("hindsight_debug_panic was asked to panic") && m.contains("report"), "{m}");
+
+    // After rows started to stream: the rows already sent stand, then the error.
+    let sql = "SELECT i FROM generate_series(1, 100000) g(i) WHERE NOT hindsight_debug_panic(i = 90000)";
+    let rows = c.query_raw(sql, std::iter::empty::<i64>()).await.unwrap();
+    futures::pin_mut!(rows);
+    let mut seen = 0;
+    let err = loop {
+        match rows.next().await {
+            Some(Ok(_)) => seen += 1,
+            Some(Err(e)) => break e,
+            None => panic!("the stream ended without an error after {seen} rows"),
+        }
+    };
+    assert!(seen > 0, "the panic came after rows were sent");
+    assert_eq!(err.code().map(|s| s.code()), Some("XX000"), "{err}");
+
+    // Inside a write, in delta-rs's writer tasks: nothing is committed.
+    let insert = "INSERT INTO t SELECT i FROM generate_series(11, 20) g(i) WHERE NOT hindsight_debug_panic(i = 15)";
+    assert_eq!(sqlstate(c.simple_query(insert).await), "XX000");
+
+    // Inside an evaluation run: reported, and logged as a failed run.
+    c.batch_execute("CREATE EVALUATION buggy SCHEDULE '0 0 * * *' AS SELECT count(*) AS n FROM t WHERE NOT hindsight_debug_panic(id = 2)")
+        .await
+        .unwrap();
+    assert_eq!(sqlstate(c.query("RUN EVALUATION buggy", &[]).await), "XX000");
+    let run = c.query_one("SELECT status, error FROM hindsight.evaluation_runs WHERE evaluation = 'buggy'", &[]).await.unwrap();
+    assert_eq!(run.get::<_, String>(0), "failed");
+    assert!(run.get::<_, String>(1).starts_with("XX000"), "{}", run.get::<_, String>(1));
+
+    assert_eq!(count(&c, "t").await, 10);
+    assert_eq!(count(&bystander, "t").await, 10);
+}
