@@ -21,7 +21,6 @@ use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{ObjectName, Statement};
-use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 
 use crate::catalog::versions::{Commit, TableAt, VacuumReport, show_time};
 use crate::catalog::{self, AsOf, DEFAULT_SCHEMA, HindsightTable, METADATA_SCHEMA, TableName, Warehouse, WarehouseCatalog};
@@ -133,7 +132,7 @@ impl Session {
         config.options_mut().optimizer.enable_round_robin_repartition = false;
         // PostgreSQL honours ORDER BY in a subquery; a spine query's order is the output's.
         config.options_mut().sql_parser.enable_subquery_sort_elimination = false;
-        let mut runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();
+        let mut runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new().with_cache_manager(warehouse.file_caches());
         if let Some(bytes) = limits.memory_limit {
             // A fair pool: operators that can spill (sort, hash aggregate) get their share and
             // spill instead of starving the others; past the limit the query fails with 53200.
@@ -142,8 +141,6 @@ impl Session {
         let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         let as_of = Arc::new(AsOf::default());
         ctx.register_catalog(CATALOG, Arc::new(WarehouseCatalog::new(warehouse.clone(), as_of.clone())));
-        datafusion_pg_catalog::setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider)
-            .map_err(|e| Error::DataFusion(*e))?;
         crate::sql::pg_catalog::install(&ctx, CATALOG)?;
         {
             let state = ctx.state_ref();

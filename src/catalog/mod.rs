@@ -4,14 +4,16 @@
 //! DataFusion as a catalog (`schema.rs`) of table providers (`table.rs`) that can also be written.
 //! Must not: know about the wire protocol, sessions or SQL text.
 //!
-//! Nothing is cached across statements except the list of table names: every statement opens the
-//! latest committed version of each table it names, so tables written by another server on the
-//! same warehouse are visible at once, and one statement sees one version per table.
+//! Every statement opens the latest committed version of each table it names, so tables written
+//! by another server on the same warehouse are visible at once, and one statement sees one
+//! version per table. Across statements we keep only the list of table names and each table's
+//! latest snapshot (`snapshots.rs`), which an open brings forward by the commits since.
 
 mod information_schema;
 pub mod metadata;
 mod schema;
 mod sink;
+mod snapshots;
 mod table;
 pub mod versions;
 
@@ -19,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::execution::cache::cache_manager::{CacheManager, CacheManagerConfig};
 use deltalake::DeltaTable;
 use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
@@ -52,6 +55,10 @@ pub struct Warehouse {
     retention: String,
     /// Table names per schema, refreshed from storage before each statement (see `refresh`).
     names: schema::NameCache,
+    snapshots: snapshots::Snapshots,
+    /// DataFusion's caches of Parquet footers and file statistics, shared by every session
+    /// over this warehouse (see `file_caches`).
+    file_caches: Arc<CacheManager>,
 }
 
 /// A table's place in the warehouse.
@@ -103,10 +110,19 @@ impl Warehouse {
             storage_options,
             retention: format!("interval {retention_days} days"),
             names: Default::default(),
+            snapshots: Default::default(),
+            file_caches: CacheManager::try_new(&file_cache_config())?,
         });
         warehouse.ensure_metadata_tables().await?;
         warehouse.refresh().await?;
         Ok(warehouse)
+    }
+
+    /// The cache configuration every session's DataFusion runtime over this warehouse uses.
+    pub fn file_caches(&self) -> CacheManagerConfig {
+        file_cache_config()
+            .with_file_metadata_cache(Some(self.file_caches.get_file_metadata_cache()))
+            .with_file_statistics_cache(self.file_caches.get_file_statistic_cache())
     }
 
     pub fn root(&self) -> &Url {
@@ -179,20 +195,30 @@ impl Warehouse {
         self.has_log(&self.table_prefix(name)).await
     }
 
+    async fn has_log(&self, table_dir: &Path) -> Result<bool> {
+        Ok(!matches!(self.log_state(table_dir).await?, LogState::Missing))
+    }
+
     /// A folder is a Delta table when its `_delta_log` holds at least one entry. The first
     /// commit is looked up by name, because listing a log of thousands of commits on every
     /// statement would cost more than the statement; only a table whose first commit was
     /// cleaned up (log retention) needs the listing.
-    async fn has_log(&self, table_dir: &Path) -> Result<bool> {
+    async fn log_state(&self, table_dir: &Path) -> Result<LogState> {
         let log = table_dir.clone().join("_delta_log");
         match self.store.head(&log.clone().join("00000000000000000000.json")).await {
-            Ok(_) => return Ok(true),
+            Ok(meta) => {
+                return Ok(LogState::FirstCommit(snapshots::Incarnation {
+                    modified: meta.last_modified,
+                    e_tag: meta.e_tag,
+                    size: meta.size,
+                }));
+            }
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
         match self.store.list_with_delimiter(Some(&log)).await {
-            Ok(l) => Ok(!l.objects.is_empty()),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Ok(l) if !l.objects.is_empty() => Ok(LogState::Cleaned),
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(LogState::Missing),
             Err(e) => Err(e.into()),
         }
     }
@@ -202,12 +228,36 @@ impl Warehouse {
         if !SCHEMAS.contains(&name.schema.as_str()) {
             return Err(Error::UndefinedSchema(name.schema.clone()));
         }
-        if !self.exists(name).await? {
-            return Ok(None);
+        let incarnation = match self.log_state(&self.table_prefix(name)).await? {
+            LogState::Missing => {
+                self.snapshots.forget(name);
+                return Ok(None);
+            }
+            LogState::FirstCommit(i) => Some(i),
+            // Without its first commit a table cannot be told from a newer one of that name.
+            LogState::Cleaned => None,
+        };
+        if let Some(mut table) = incarnation.as_ref().and_then(|i| self.snapshots.get(name, i)) {
+            // Boxed, like the open below: delta-rs's futures are large, and `load` is awaited
+            // deep inside statements.
+            match Box::pin(table.update_incremental(None)).await {
+                Ok(()) => {
+                    if let Some(i) = incarnation {
+                        self.snapshots.put(name, i, &table);
+                    }
+                    return Ok(Some(table));
+                }
+                // The cached state could not be brought forward (its log was cleaned up under
+                // it, say): open the table afresh.
+                Err(e) => tracing::debug!(table = %name, error = %e, "reopening a table from its checkpoint"),
+            }
         }
         let url = self.table_url(name)?;
-        let table =
-            deltalake::open_table_with_storage_options(url, self.storage_options.clone()).await?;
+        let table = Box::pin(deltalake::open_table_with_storage_options(url, self.storage_options.clone())).await?;
+        match incarnation {
+            Some(i) => self.snapshots.put(name, i, &table),
+            None => self.snapshots.forget(name),
+        }
         Ok(Some(table))
     }
 
@@ -281,8 +331,26 @@ impl Warehouse {
             self.store.delete_stream(locations).try_collect::<Vec<_>>().await?;
         }
         self.names.remove(&name.schema, &name.table);
+        self.snapshots.forget(name);
         Ok(())
     }
+}
+
+enum LogState {
+    Missing,
+    FirstCommit(snapshots::Incarnation),
+    /// A table whose first commit log retention has removed.
+    Cleaned,
+}
+
+/// DataFusion keeps a Parquet footer cache (50 MiB) and a file statistics cache (20 MiB) per
+/// runtime. Per session, as DataFusion would have it, a server with 64 connections could hold
+/// 64 copies of every footer: its memory grew with every file written and read. One set per
+/// warehouse bounds them once and lets a footer read by one connection serve all. Delta's data
+/// files never change under a name, and the caches check size and modification time anyway.
+/// The listing cache stays off: it never expires, and external tables must see new files.
+fn file_cache_config() -> CacheManagerConfig {
+    CacheManagerConfig::default().with_list_files_cache_limit(0)
 }
 
 /// Maps a path or URL to the warehouse root URL, with a trailing slash so that `join` nests.

@@ -10,6 +10,10 @@
 //! datafusion-pg-catalog ships PostgreSQL's own pg_proc as a static table. Ours are built-ins too,
 //! so they join it in `pg_catalog` (`\df roc*` and `\dfS` list them; a bare `\df` lists user
 //! functions, of which hindsight has none, as in a fresh PostgreSQL database).
+//!
+//! `install` sets up the whole of pg_catalog for a session, as datafusion-pg-catalog's
+//! `setup_pg_catalog` does, except that PostgreSQL's static tables are parsed once per process
+//! and shared: `setup_pg_catalog` parses a fresh ~3 MiB copy for every connection.
 //! Must not: know about the warehouse or sessions; the overlay only wraps the schema it is given.
 
 use std::collections::HashMap;
@@ -85,9 +89,17 @@ struct Proc {
 
 static PROC: LazyLock<Result<Proc, String>> = LazyLock::new(|| Proc::build().map_err(|e| e.to_string()));
 
+/// PostgreSQL's static catalog tables (pg_type, pg_proc, pg_operator, ...), parsed once.
+static STATIC_TABLES: LazyLock<Result<Arc<PgCatalogStaticTables>, String>> =
+    LazyLock::new(|| PgCatalogStaticTables::try_new().map(Arc::new).map_err(|e| e.to_string()));
+
+fn static_tables() -> DfResult<&'static Arc<PgCatalogStaticTables>> {
+    STATIC_TABLES.as_ref().map_err(|e| DataFusionError::Internal(format!("PostgreSQL's catalog tables: {e}")))
+}
+
 impl Proc {
     fn build() -> DfResult<Self> {
-        let statics = PgCatalogStaticTables::try_new()?;
+        let statics = static_tables()?;
         let source = &statics.pg_proc;
         // Our rows leave most columns NULL, so every column must admit NULL.
         let schema = Arc::new(Schema::new(
@@ -212,15 +224,63 @@ fn ours(schema: &Arc<Schema>) -> DfResult<RecordBatch> {
 }
 
 /// Replaces the session's pg_proc with ours and registers the functions that read it.
-pub fn install(ctx: &SessionContext, catalog: &str) -> DfResult<()> {
+pub fn install(ctx: &SessionContext, catalog_name: &str) -> DfResult<()> {
+    use datafusion_pg_catalog::pg_catalog::{self as pg, has_privilege_udf, pg_get_expr_udf, quote_ident_udf};
     let proc = PROC.as_ref().map_err(|e| DataFusionError::Internal(format!("building pg_proc: {e}")))?;
+    let statics = static_tables()?;
     let catalog = ctx
-        .catalog(catalog)
-        .ok_or_else(|| DataFusionError::Internal(format!("no catalog {catalog}")))?;
-    let inner = catalog
-        .schema(PG_CATALOG)
-        .ok_or_else(|| DataFusionError::Internal("pg_catalog is not set up".into()))?;
+        .catalog(catalog_name)
+        .ok_or_else(|| DataFusionError::Internal(format!("no catalog {catalog_name}")))?;
+    let inner = Arc::new(pg::PgCatalogSchemaProvider::try_new(
+        ctx.state().catalog_list().clone(),
+        statics.clone(),
+        pg::context::EmptyContextProvider,
+    )?);
     catalog.register_schema(PG_CATALOG, Arc::new(WithProc { inner, proc: proc.table.clone() }))?;
+
+    // What `setup_pg_catalog` registers besides the schema (the unit test
+    // `install_registers_what_setup_pg_catalog_does` keeps the two lists in step).
+    let mut udfs = vec![
+        pg::create_current_database_udf(catalog_name),
+        pg::create_current_schema_udf(),
+        pg::create_current_schemas_udf(),
+        pg::create_pg_get_userbyid_udf(),
+        pg::create_pg_table_is_visible(),
+        create_format_type_udf(),
+        pg::create_session_user_udf(),
+        pg_get_expr_udf::create_pg_get_expr_udf(),
+        pg::create_pg_get_partkeydef_udf(),
+        pg::create_pg_relation_is_publishable_udf(),
+        pg::create_pg_get_statisticsobjdef_columns_udf(),
+        pg::create_pg_encoding_to_char_udf(),
+        pg::create_pg_backend_pid_udf(),
+        pg::create_pg_relation_size_udf(),
+        pg::create_pg_total_relation_size_udf(),
+        pg::create_pg_stat_get_numscans(),
+        pg::create_pg_get_constraintdef(),
+        pg::create_pg_get_partition_ancestors_udf(),
+        quote_ident_udf::create_quote_ident_udf(),
+        quote_ident_udf::create_parse_ident_udf(),
+        pg::array_bounds_udf::create_array_upper_udf(),
+        pg::array_bounds_udf::create_array_lower_udf(),
+    ];
+    for name in ["has_table_privilege", "has_schema_privilege", "has_database_privilege", "has_any_column_privilege"] {
+        udfs.push(has_privilege_udf::create_has_privilege_udf(name));
+    }
+    for udf in udfs {
+        ctx.register_udf(udf);
+    }
+    ctx.register_udtf("pg_get_keywords", statics.pg_get_keywords.clone());
+    {
+        let state = ctx.state_ref();
+        let existing = state.read().clone();
+        *state.write() = datafusion::execution::SessionStateBuilder::new_from_existing(existing)
+            .with_type_planner(Arc::new(pg::oid_type_planner::PgOidTypePlanner))
+            .build();
+    }
+    pg::generate_series_arg_coercion::CoerceIntArgsToBigInt::widen(ctx);
+
+    // Ours.
     ctx.register_udf(lookup_udf("pg_get_function_result", |t| &t.0));
     ctx.register_udf(lookup_udf("pg_get_function_arguments", |t| &t.1));
     ctx.register_udf(lookup_udf("pg_get_function_identity_arguments", |t| &t.1));
@@ -373,6 +433,28 @@ impl SchemaProvider for WithProc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn install_registers_what_setup_pg_catalog_does() {
+        let theirs = SessionContext::new();
+        datafusion_pg_catalog::setup_pg_catalog(&theirs, "datafusion", datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider)
+            .expect("setup_pg_catalog");
+        let ours = SessionContext::new();
+        install(&ours, "datafusion").expect("install");
+        let (theirs, ours) = (theirs.state(), ours.state());
+        for name in theirs.scalar_functions().keys() {
+            assert!(ours.scalar_functions().contains_key(name), "install misses the function {name}");
+        }
+        for name in theirs.table_functions().keys() {
+            assert!(ours.table_functions().contains_key(name), "install misses the table function {name}");
+        }
+        let tables = |s: &datafusion::execution::SessionState| {
+            let mut names = s.catalog_list().catalog("datafusion").and_then(|c| c.schema(PG_CATALOG)).map(|p| p.table_names()).unwrap_or_default();
+            names.sort();
+            names
+        };
+        assert_eq!(tables(&theirs), tables(&ours));
+    }
 
     #[test]
     fn every_aggregate_we_register_is_in_pg_proc() {

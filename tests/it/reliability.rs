@@ -138,7 +138,8 @@ fn rss_mib(pid: u32) -> u64 {
 async fn sixty_four_clients_of_mixed_reads_and_writes() {
     const CLIENTS: usize = 64;
     const TABLES: usize = 8;
-    const RUN: Duration = Duration::from_secs(40);
+    // 40 s in CI; HINDSIGHT_SOAK_SECS runs it longer by hand.
+    let run = Duration::from_secs(std::env::var("HINDSIGHT_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(40));
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let server = KillOnDrop(spawn(dir.path(), port));
@@ -157,7 +158,7 @@ async fn sixty_four_clients_of_mixed_reads_and_writes() {
             let c = connect(addr).await;
             let point = c.prepare("SELECT x, tag FROM m0 WHERE id = $1").await.expect("prepare");
             let (mut statements, mut writes) = (0u64, 0u64);
-            while start.elapsed() < RUN {
+            while start.elapsed() < run {
                 let t = rng.random_range(0..TABLES);
                 let r = match rng.random_range(0..10) {
                     0 | 1 => {
@@ -184,10 +185,10 @@ async fn sixty_four_clients_of_mixed_reads_and_writes() {
     }
     // Memory once the clients are warmed up, then at the end.
     let pid = server.0.id();
-    tokio::time::sleep(RUN / 6).await;
+    tokio::time::sleep(run / 6).await;
     let warm = rss_mib(pid);
     let mut samples = Vec::new();
-    while start.elapsed() < RUN {
+    while start.elapsed() < run {
         samples.push(rss_mib(pid));
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -202,10 +203,12 @@ async fn sixty_four_clients_of_mixed_reads_and_writes() {
     let peak = samples.iter().copied().max().unwrap_or(0);
     eprintln!(
         "soak: {CLIENTS} clients for {:?}: {statements} statements ({writes} writes), 0 errors; RSS {warm} MiB warm, {last} MiB at the end, {peak} MiB peak",
-        RUN
+        run
     );
+    // What may grow: DataFusion's Parquet footer and file statistics caches, shared by all
+    // connections and bounded at 50 + 20 MiB, as the writes add files. Nothing else may.
     if cfg!(target_os = "linux") {
-        assert!(last < warm + warm / 2 + 100, "server memory grew from {warm} MiB to {last} MiB");
+        assert!(last < warm + 80, "server memory grew from {warm} MiB to {last} MiB");
     }
     let c = connect(addr).await;
     let rows = c.query("SELECT count(*) FROM m0", &[]).await.expect("still serving");

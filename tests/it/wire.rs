@@ -196,6 +196,42 @@ async fn two_servers_on_one_warehouse_see_each_other_without_restart() {
     assert!(tables.iter().any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(1) == Some("shared"))));
 }
 
+/// Each server keeps a table's latest snapshot between statements and brings it forward; it must
+/// still see every commit of the other server, past a checkpoint, and a table dropped and
+/// created again under the same name (a new table, not more commits of the old one).
+#[tokio::test]
+async fn cached_snapshots_follow_commits_checkpoints_and_recreated_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestServer::on(dir.path()).await;
+    let b = TestServer::on(dir.path()).await;
+    let (ca, cb) = (a.connect().await, b.connect().await);
+    ca.batch_execute("CREATE TABLE t (id BIGINT)").await.unwrap();
+    // 110 commits: delta-rs writes a checkpoint every 100.
+    let mut sum = 0i64;
+    for i in 1..=110i64 {
+        let writer = if i % 3 == 0 { &cb } else { &ca };
+        writer.execute("INSERT INTO t VALUES ($1)", &[&i]).await.unwrap();
+        sum += i;
+        if i % 10 == 0 || i > 98 {
+            for reader in [&ca, &cb] {
+                let row = reader.query_one("SELECT count(*), sum(id) FROM t", &[]).await.unwrap();
+                assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (i, sum), "after commit {i}");
+            }
+        }
+    }
+    let log = std::fs::read_dir(dir.path().join("public/t/_delta_log")).unwrap();
+    assert!(log.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".checkpoint.parquet")), "no checkpoint was written");
+
+    // Dropped and created again by the other server, with fewer commits than the old one had.
+    cb.batch_execute("DROP TABLE t; CREATE TABLE t (name TEXT, id BIGINT); INSERT INTO t VALUES ('new', 1)").await.unwrap();
+    let row = ca.query_one("SELECT name, count(*) OVER () FROM t", &[]).await.unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, i64>(1)), ("new".to_string(), 1));
+    // And by the same server.
+    ca.batch_execute("DROP TABLE t; CREATE TABLE t (id BIGINT)").await.unwrap();
+    assert_eq!(count(&ca, "t").await, 0);
+    assert_eq!(count(&cb, "t").await, 0);
+}
+
 #[tokio::test]
 async fn a_restarted_server_keeps_its_data() {
     let dir = tempfile::tempdir().unwrap();
