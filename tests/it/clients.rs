@@ -3,19 +3,20 @@
 
 use crate::harness::TestServer;
 
-/// Whether python3 can import these modules. CI installs them (see .ci/run), so there a missing
-/// one fails the test; elsewhere the test says it did not run.
-fn python_has(modules: &str) -> bool {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", &format!("import {modules}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+/// Whether a client the test needs is installed. CI installs them all (see .ci/run), so there a
+/// missing one fails the test; elsewhere the test says it did not run.
+fn available(what: &str, ok: bool) -> bool {
     if !ok {
-        assert!(std::env::var_os("CI").is_none(), "python modules {modules} are required in CI");
-        eprintln!("python modules {modules} not installed: skipping");
+        assert!(std::env::var_os("CI").is_none(), "{what} is required in CI");
+        eprintln!("{what} is not installed: skipping");
     }
     ok
+}
+
+/// Whether python3 can import these modules.
+fn python_has(modules: &str) -> bool {
+    let ok = std::process::Command::new("python3").args(["-c", &format!("import {modules}")]).output().is_ok_and(|o| o.status.success());
+    available(&format!("python modules {modules}"), ok)
 }
 
 async fn run_script(server: &TestServer, script: &str, args: &[&str]) {
@@ -87,9 +88,7 @@ async fn psycopg2_sqlalchemy_pandas_and_polars() {
 async fn pgjdbc_browses_prepares_fetches_and_copies() {
     const JAR: &str = "/usr/share/java/postgresql.jar";
     let java = std::process::Command::new("java").arg("-version").output().is_ok_and(|o| o.status.success());
-    if !java || !std::path::Path::new(JAR).exists() {
-        assert!(std::env::var_os("CI").is_none(), "java and {JAR} are required in CI");
-        eprintln!("java or {JAR} missing: skipping");
+    if !available(&format!("java with {JAR}"), java && std::path::Path::new(JAR).exists()) {
         return;
     }
     let server = TestServer::start().await;
