@@ -237,23 +237,28 @@ impl Warehouse {
             // Without its first commit a table cannot be told from a newer one of that name.
             LogState::Cleaned => None,
         };
-        if let Some(mut table) = incarnation.as_ref().and_then(|i| self.snapshots.get(name, i)) {
+        let cached = incarnation.as_ref().and_then(|i| self.snapshots.get(name, i));
+        let table = match cached {
             // Boxed, like the open below: delta-rs's futures are large, and `load` is awaited
             // deep inside statements.
-            match Box::pin(table.update_incremental(None)).await {
-                Ok(()) => {
-                    if let Some(i) = incarnation {
-                        self.snapshots.put(name, i, &table);
-                    }
-                    return Ok(Some(table));
-                }
+            Some(mut table) => match Box::pin(table.update_incremental(None)).await {
+                Ok(()) => Some(table),
                 // The cached state could not be brought forward (its log was cleaned up under
                 // it, say): open the table afresh.
-                Err(e) => tracing::debug!(table = %name, error = %e, "reopening a table from its checkpoint"),
+                Err(e) => {
+                    tracing::debug!(table = %name, error = %e, "reopening a table from its checkpoint");
+                    None
+                }
+            },
+            None => None,
+        };
+        let table = match table {
+            Some(table) => table,
+            None => {
+                let url = self.table_url(name)?;
+                Box::pin(deltalake::open_table_with_storage_options(url, self.storage_options.clone())).await?
             }
-        }
-        let url = self.table_url(name)?;
-        let table = Box::pin(deltalake::open_table_with_storage_options(url, self.storage_options.clone())).await?;
+        };
         match incarnation {
             Some(i) => self.snapshots.put(name, i, &table),
             None => self.snapshots.forget(name),
