@@ -10,6 +10,7 @@
 //! latest snapshot (`snapshots.rs`), which an open brings forward by the commits since.
 
 mod information_schema;
+mod log_engine;
 pub mod metadata;
 mod schema;
 mod sink;
@@ -238,11 +239,11 @@ impl Warehouse {
             LogState::Cleaned => None,
         };
         let cached = incarnation.as_ref().and_then(|i| self.snapshots.get(name, i));
-        let table = match cached {
+        let cached = match cached {
             // Boxed, like the open below: delta-rs's futures are large, and `load` is awaited
             // deep inside statements.
-            Some(mut table) => match Box::pin(table.update_incremental(None)).await {
-                Ok(()) => Some(table),
+            Some(mut cached) => match Box::pin(cached.table.update_incremental(None)).await {
+                Ok(()) => Some(cached),
                 // The cached state could not be brought forward (its log was cleaned up under
                 // it, say): open the table afresh.
                 Err(e) => {
@@ -252,15 +253,18 @@ impl Warehouse {
             },
             None => None,
         };
-        let table = match table {
-            Some(table) => table,
+        let cached = match cached {
+            Some(cached) => cached,
             None => {
                 let url = self.table_url(name)?;
-                Box::pin(deltalake::open_table_with_storage_options(url, self.storage_options.clone())).await?
+                let table =
+                    Box::pin(deltalake::open_table_with_storage_options(url, self.storage_options.clone())).await?;
+                snapshots::Cached { opened_at: table.version().unwrap_or(0), table }
             }
         };
+        let table = cached.table.clone();
         match incarnation {
-            Some(i) => self.snapshots.put(name, i, &table),
+            Some(i) => self.snapshots.put(name, i, cached),
             None => self.snapshots.forget(name),
         }
         Ok(Some(table))
@@ -382,13 +386,18 @@ fn root_url(location: &str) -> Result<Url> {
     Ok(url)
 }
 
+/// Once per process: registering a handler again would replace the log engine's wrapper.
 fn register_object_stores() {
-    #[cfg(feature = "s3")]
-    deltalake::aws::register_handlers(None);
-    #[cfg(feature = "gcs")]
-    deltalake::gcp::register_handlers(None);
-    #[cfg(feature = "azure")]
-    deltalake::azure::register_handlers(None);
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(feature = "s3")]
+        deltalake::aws::register_handlers(None);
+        #[cfg(feature = "gcs")]
+        deltalake::gcp::register_handlers(None);
+        #[cfg(feature = "azure")]
+        deltalake::azure::register_handlers(None);
+        log_engine::install();
+    });
 }
 
 /// Delta stores fewer types than Arrow: strings are plain UTF-8, timestamps are microseconds,
