@@ -35,7 +35,7 @@ pub(super) struct Incarnation {
 }
 
 /// How many commits a snapshot is brought forward by before the table is opened afresh.
-pub(super) const REOPEN_AFTER_COMMITS: Version = 100;
+const REOPEN_AFTER_COMMITS: Version = 100;
 
 /// A kept table, and the version it was last opened afresh at.
 #[derive(Debug, Clone)]
