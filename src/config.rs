@@ -36,6 +36,8 @@ pub struct Config {
     pub limits: Limits,
     /// Where Prometheus scrapes `/metrics`, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Small files a write may leave in a table before it is compacted (0: never).
+    pub auto_compact_files: usize,
 }
 
 /// What one session may use; `Limits::default()` is unlimited apart from message size.
@@ -76,6 +78,7 @@ pub struct FileConfig {
     pub insecure_trust: Option<bool>,
     pub statement_timeout_ms: Option<u64>,
     pub memory_limit_mb: Option<u64>,
+    pub auto_compact_files: Option<usize>,
     pub max_message_bytes: Option<usize>,
     pub metrics_listen: Option<String>,
     #[serde(default)]
@@ -104,6 +107,7 @@ pub struct Overrides {
     pub insecure_trust: bool,
     pub statement_timeout_ms: Option<u64>,
     pub memory_limit_mb: Option<u64>,
+    pub auto_compact_files: Option<usize>,
     pub metrics_listen: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -153,6 +157,10 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_WAREHOUSE.to_string()),
             listen,
             max_connections: overrides.max_connections.or(file.max_connections).unwrap_or(256),
+            auto_compact_files: overrides
+                .auto_compact_files
+                .or(file.auto_compact_files)
+                .unwrap_or(crate::catalog::DEFAULT_AUTO_COMPACT_FILES),
             retention_days: overrides
                 .retention_days
                 .or(file.retention_days)

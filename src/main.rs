@@ -81,6 +81,10 @@ enum Command {
         /// Memory one statement may use, in MiB, before it spills or fails with 53200.
         #[arg(long, env = "HINDSIGHT_MEMORY_LIMIT_MB")]
         memory_limit_mb: Option<u64>,
+        /// Compact a table in the background once writes leave it this many small files
+        /// (default 50; 0: never, only OPTIMIZE).
+        #[arg(long, env = "HINDSIGHT_AUTO_COMPACT_FILES")]
+        auto_compact_files: Option<usize>,
     },
     /// Manage the users in a config file (SCRAM-SHA-256 verifiers, never passwords).
     User {
@@ -157,6 +161,7 @@ async fn run(cli: Cli) -> hindsight::Result<()> {
             metrics_listen,
             statement_timeout_ms,
             memory_limit_mb,
+            auto_compact_files,
         } => {
             let config = Config::resolve(Overrides {
                 warehouse,
@@ -167,6 +172,7 @@ async fn run(cli: Cli) -> hindsight::Result<()> {
                 insecure_trust,
                 statement_timeout_ms,
                 memory_limit_mb,
+                auto_compact_files,
                 metrics_listen,
                 tls_cert,
                 tls_key,
@@ -175,6 +181,7 @@ async fn run(cli: Cli) -> hindsight::Result<()> {
             // Before anything is opened or bound: a TLS setup that fails stops the server.
             let tls = config.tls.as_ref().map(Tls::load).transpose()?;
             let warehouse = Warehouse::open_with_retention(&config.warehouse, config.retention_days).await?;
+            warehouse.auto_compact().set_min_files(config.auto_compact_files);
             if demo {
                 hindsight::demo::write(&warehouse).await?;
             }

@@ -33,6 +33,11 @@ pub struct Status {
     pub status: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    pub outcome: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -47,6 +52,7 @@ pub struct Metrics {
     pub rows_out: Counter,
     pub bytes_out: Counter,
     pub scheduler_runs: Family<Status, Counter>,
+    pub compactions: Family<Outcome, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -68,6 +74,7 @@ impl Metrics {
             rows_out: Counter::default(),
             bytes_out: Counter::default(),
             scheduler_runs: Family::default(),
+            compactions: Family::default(),
         };
         let registry = &mut m.registry;
         registry.register("queries", "Statements run, by kind", m.queries.clone());
@@ -84,6 +91,11 @@ impl Metrics {
         registry.register("rows_out", "Result rows sent to clients", m.rows_out.clone());
         registry.register("bytes_out", "Bytes of result rows sent to clients", m.bytes_out.clone());
         registry.register("scheduler_runs", "Scheduled evaluation runs, by outcome", m.scheduler_runs.clone());
+        registry.register(
+            "compactions",
+            "Background compactions of small files after writes, by outcome",
+            m.compactions.clone(),
+        );
         m
     }
 

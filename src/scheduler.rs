@@ -110,7 +110,9 @@ impl Scheduler {
             }
             let Some(state) = states.get_mut(&eval.name) else { continue };
             // One evaluation's trouble (a bad schedule, storage hiccups) must not stop the others.
-            if let Err(e) = self.due(&session, eval, state, now, &mut out).await {
+            // Boxed: a run's future (planning and executing a query) is large, and a caller that
+            // keeps ticks on its stack (two at once in a test) would overflow it in a debug build.
+            if let Err(e) = Box::pin(self.due(&session, eval, state, now, &mut out)).await {
                 tracing::warn!(evaluation = %eval.name, error = %e.message(), "evaluation could not be scheduled");
             }
         }
@@ -173,11 +175,19 @@ impl Scheduler {
     /// Runs the latest window when the ON COMMIT table has moved on.
     async fn on_commit(&self, session: &Session, eval: &Evaluation, state: &mut State, now: DateTime<Utc>, out: &mut Vec<RunRecord>) -> Result<()> {
         let Some(table) = &eval.on_commit else { return Ok(()) };
-        let version = self.warehouse.latest_version(&TableName::from_qualified(table, &eval.default_schema)).await? as i64;
-        if state.commit_version.is_some_and(|seen| version <= seen) {
+        let name = TableName::from_qualified(table, &eval.default_schema);
+        let version = self.warehouse.latest_version(&name).await? as i64;
+        let seen = state.commit_version;
+        if seen.is_some_and(|seen| version <= seen) {
             return Ok(());
         }
         state.commit_version = Some(version);
+        // A compaction moves the version on without changing a row: nothing to evaluate.
+        if let Some(seen) = seen.filter(|s| *s >= 0)
+            && !Box::pin(self.warehouse.appended(&name, seen as u64, version as u64)).await?.data_changed
+        {
+            return Ok(());
+        }
         let claim = [eval.name.as_str(), &eval.created_at.timestamp_micros().to_string(), &format!("commit-{version}")];
         if !self.warehouse.claim(&claim).await? {
             return Ok(());

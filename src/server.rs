@@ -45,6 +45,10 @@ impl Server {
         Self { warehouse, max_connections: 256, users: Users::default(), tls: None, limits: Limits::default() }
     }
 
+    pub fn warehouse(&self) -> &Arc<Warehouse> {
+        &self.warehouse
+    }
+
     pub fn with_max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
         self

@@ -23,7 +23,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{ObjectName, Statement};
 
 use crate::catalog::versions::{Commit, TableAt, VacuumReport, show_time};
-use crate::catalog::{self, AsOf, DEFAULT_SCHEMA, HindsightTable, METADATA_SCHEMA, TableName, Warehouse, WarehouseCatalog};
+use crate::catalog::{self, AsOf, DEFAULT_SCHEMA, HindsightTable, METADATA_SCHEMA, OptimizeReport, TableName, Warehouse, WarehouseCatalog};
 use crate::copy::{CopyDecoder, CopyOptions, CopyUpload, count_of};
 use crate::config::Limits;
 use crate::error::{Error, Result};
@@ -327,6 +327,13 @@ impl Session {
                 let report = self.warehouse.vacuum(&name, retain, dry_run).await?;
                 batch_output(vacuum_batch(&report)?)
             }
+            Command::Optimize { table, zorder } => {
+                self.check_writable("OPTIMIZE")?;
+                let name = sql::table_name(&table, &self.default_schema())?;
+                writable_schema(&name)?;
+                let report = Box::pin(self.warehouse.optimize(&name, zorder, Arc::new(self.ctx.state()))).await?;
+                batch_output(optimize_batch(&report)?)
+            }
             Command::CreateDataset { name, query } => crate::datasets::create(self, &name, &query).await,
             Command::ReproduceDataset(name) => crate::datasets::reproduce(self, &name).await,
             Command::CreateFeatureView(spec) => crate::features::views::create(self, spec).await,
@@ -358,6 +365,7 @@ impl Session {
             Command::ShowTables => Ok(Description { params: vec![], result: Some(show_tables_schema()) }),
             Command::DescribeHistory { .. } => Ok(Description { params: vec![], result: Some(history_schema()) }),
             Command::Vacuum { .. } => Ok(Description { params: vec![], result: Some(vacuum_schema()) }),
+            Command::Optimize { .. } => Ok(Description { params: vec![], result: Some(optimize_schema()) }),
             Command::ReproduceDataset(_) => {
                 Ok(Description { params: vec![], result: Some(crate::datasets::reproduce_schema()) })
             }
@@ -547,7 +555,7 @@ impl Session {
 
     async fn provider(&self, name: &TableName) -> Result<HindsightTable> {
         let table = self.warehouse.load_existing(name).await?;
-        HindsightTable::try_new(name.clone(), table).await
+        HindsightTable::try_new(&self.warehouse, name.clone(), table).await
     }
 
     async fn copy_from(&self, table: &ObjectName, columns: &[String], options: CopyOptions) -> Result<Output> {
@@ -820,6 +828,27 @@ fn vacuum_batch(r: &VacuumReport) -> Result<RecordBatch> {
             Arc::new(Int64Array::from(vec![r.files as i64])),
             Arc::new(Int64Array::from(vec![(r.retain.as_secs() / 3600) as i64])),
             Arc::new(BooleanArray::from(vec![r.dry_run])),
+        ],
+    )?)
+}
+
+fn optimize_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("files_removed", DataType::Int64, false),
+        Field::new("files_added", DataType::Int64, false),
+        Field::new("bytes_removed", DataType::Int64, false),
+        Field::new("bytes_added", DataType::Int64, false),
+    ]))
+}
+
+fn optimize_batch(r: &OptimizeReport) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new(
+        optimize_schema(),
+        vec![
+            Arc::new(Int64Array::from(vec![r.files_removed as i64])),
+            Arc::new(Int64Array::from(vec![r.files_added as i64])),
+            Arc::new(Int64Array::from(vec![r.bytes_removed])),
+            Arc::new(Int64Array::from(vec![r.bytes_added])),
         ],
     )?)
 }

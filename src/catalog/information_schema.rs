@@ -80,7 +80,7 @@ impl InformationSchema {
                 for (s, t) in &tables {
                     let name = TableName::new(s, t);
                     let Some(table) = self.warehouse.load(&name).await? else { continue };
-                    let arrow = TableProvider::schema(&super::HindsightTable::try_new(name, table).await?);
+                    let arrow = TableProvider::schema(&super::HindsightTable::try_new(&self.warehouse, name, table).await?);
                     for (i, f) in arrow.fields().iter().enumerate() {
                         rows.push((s.clone(), t.clone(), f.name().clone(), i as i32 + 1, f.is_nullable(), f.data_type().clone()));
                     }

@@ -9,6 +9,7 @@
 //! version per table. Across statements we keep only the list of table names and each table's
 //! latest snapshot (`snapshots.rs`), which an open brings forward by the commits since.
 
+mod compaction;
 mod information_schema;
 mod log_engine;
 pub mod metadata;
@@ -33,6 +34,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
+pub use compaction::{AutoCompact, DEFAULT_AUTO_COMPACT_FILES, OptimizeReport};
 pub use schema::{AsOf, WarehouseCatalog, WarehouseSchema};
 pub use sink::OneShotStream;
 pub use table::HindsightTable;
@@ -60,6 +62,8 @@ pub struct Warehouse {
     /// DataFusion's caches of Parquet footers and file statistics, shared by every session
     /// over this warehouse (see `file_caches`).
     file_caches: Arc<CacheManager>,
+    /// When writes compact the small files they leave behind (see `compaction`).
+    auto_compact: Arc<AutoCompact>,
 }
 
 /// A table's place in the warehouse.
@@ -113,6 +117,7 @@ impl Warehouse {
             names: Default::default(),
             snapshots: Default::default(),
             file_caches: CacheManager::try_new(&file_cache_config())?,
+            auto_compact: Arc::new(AutoCompact::new(DEFAULT_AUTO_COMPACT_FILES)),
         });
         warehouse.ensure_metadata_tables().await?;
         warehouse.refresh().await?;
@@ -124,6 +129,11 @@ impl Warehouse {
         file_cache_config()
             .with_file_metadata_cache(Some(self.file_caches.get_file_metadata_cache()))
             .with_file_statistics_cache(self.file_caches.get_file_statistic_cache())
+    }
+
+    /// Background compaction after writes; `set_min_files(0)` turns it off.
+    pub fn auto_compact(&self) -> &Arc<AutoCompact> {
+        &self.auto_compact
     }
 
     pub fn root(&self) -> &Url {

@@ -146,7 +146,7 @@ impl SchemaProvider for WarehouseSchema {
             other => other.map_err(to_datafusion)?,
         };
         let Some(table) = table else { return Ok(None) };
-        let provider = HindsightTable::try_new(name, table).await.map_err(to_datafusion)?.at(at);
+        let provider = HindsightTable::try_new(&self.warehouse, name, table).await.map_err(to_datafusion)?.at(at);
         Ok(Some(Arc::new(provider)))
     }
 

@@ -25,13 +25,14 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 
 use super::TableName;
+use super::compaction::AutoCompact;
 
 /// How often a commit that lost the race for a version to another writer tries the next one.
 /// Only that race is retried (delta-rs fails a real conflict at once), so blind appends from many
 /// clients at once all land; delta-rs's default of 15 ran out with 16 clients appending.
 const COMMIT_RETRIES: usize = 1000;
 
-fn commit_properties() -> CommitProperties {
+pub(super) fn commit_properties() -> CommitProperties {
     CommitProperties::default().with_max_retries(COMMIT_RETRIES)
 }
 
@@ -39,7 +40,7 @@ fn commit_properties() -> CommitProperties {
 /// otherwise race for each version, and every loser re-reads the log and tries again: with 16
 /// clients appending, most of the work was retries. Writers in other servers still race, and
 /// retry as above.
-async fn table_write_lock(table: &DeltaTable) -> tokio::sync::OwnedMutexGuard<()> {
+pub(super) async fn table_write_lock(table: &DeltaTable) -> tokio::sync::OwnedMutexGuard<()> {
     static LOCKS: LazyLock<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
     let lock = {
         let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
@@ -117,6 +118,7 @@ impl DmlOp {
 pub(super) struct DmlSink {
     name: TableName,
     table: DeltaTable,
+    compaction: Arc<AutoCompact>,
     state: Arc<SessionState>,
     op: Mutex<Option<DmlOp>>,
     input_schema: SchemaRef,
@@ -129,8 +131,14 @@ impl fmt::Debug for DmlSink {
 }
 
 impl DmlSink {
-    pub(super) fn new(name: TableName, table: DeltaTable, state: Arc<SessionState>, op: DmlOp) -> Self {
-        Self { name, table, state, op: Mutex::new(Some(op)), input_schema: Arc::new(Schema::empty()) }
+    pub(super) fn new(
+        name: TableName,
+        table: DeltaTable,
+        compaction: Arc<AutoCompact>,
+        state: Arc<SessionState>,
+        op: DmlOp,
+    ) -> Self {
+        Self { name, table, compaction, state, op: Mutex::new(Some(op)), input_schema: Arc::new(Schema::empty()) }
     }
 
     pub(super) fn with_input_schema(mut self, schema: SchemaRef) -> Self {
@@ -180,8 +188,8 @@ impl DataSink for DmlSink {
             .ok_or_else(|| DataFusionError::Internal("DML sink executed twice".into()))?;
         let table = self.table.clone();
         let state = self.state.clone();
-        let _writing = table_write_lock(&table).await;
-        match op {
+        let writing = table_write_lock(&table).await;
+        let (written, rows) = match op {
             DmlOp::Insert { overwrite } => {
                 let rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
                 let counted = {
@@ -197,7 +205,7 @@ impl DataSink for DmlSink {
                 let ctx = SessionContext::new_with_state(state.as_ref().clone());
                 let input = ctx.read_table(Arc::new(OneShotStream::table(counted)?))?.into_unoptimized_plan();
                 let mode = if overwrite { SaveMode::Overwrite } else { SaveMode::Append };
-                table
+                let written = table
                     .write(vec![])
                     .with_input_plan(input)
                     .with_session_state(state)
@@ -205,15 +213,15 @@ impl DataSink for DmlSink {
                     .with_commit_properties(commit_properties())
                     .await
                     .map_err(delta_err)?;
-                Ok(rows.load(std::sync::atomic::Ordering::Relaxed))
+                (written, rows.load(std::sync::atomic::Ordering::Relaxed))
             }
             DmlOp::Delete { predicate } => {
                 let mut builder = table.delete().with_session_state(state).with_commit_properties(commit_properties());
                 if let Some(p) = conjunction(predicate) {
                     builder = builder.with_predicate(p);
                 }
-                let (_, metrics) = builder.await.map_err(delta_err)?;
-                Ok(metrics.num_deleted_rows.unwrap_or(0) as u64)
+                let (written, metrics) = builder.await.map_err(delta_err)?;
+                (written, metrics.num_deleted_rows.unwrap_or(0) as u64)
             }
             DmlOp::Update { predicate, assignments } => {
                 let mut builder = table.update().with_session_state(state).with_commit_properties(commit_properties());
@@ -223,8 +231,8 @@ impl DataSink for DmlSink {
                 for (col, value) in assignments {
                     builder = builder.with_update(col, value);
                 }
-                let (_, metrics) = builder.await.map_err(delta_err)?;
-                Ok(metrics.num_updated_rows as u64)
+                let (written, metrics) = builder.await.map_err(delta_err)?;
+                (written, metrics.num_updated_rows as u64)
             }
             DmlOp::Merge { on, clauses } => {
                 // delta-rs scans the MERGE source more than once, so it is held in memory. A MERGE
@@ -242,11 +250,13 @@ impl DataSink for DmlSink {
                 for clause in clauses {
                     builder = add_merge_clause(builder, clause).map_err(delta_err)?;
                 }
-                let (_, m) = builder.await.map_err(delta_err)?;
-                Ok((m.num_target_rows_inserted + m.num_target_rows_updated + m.num_target_rows_deleted)
-                    as u64)
+                let (written, m) = builder.await.map_err(delta_err)?;
+                (written, (m.num_target_rows_inserted + m.num_target_rows_updated + m.num_target_rows_deleted) as u64)
             }
-        }
+        };
+        drop(writing);
+        self.compaction.after_write(&self.name, &written);
+        Ok(rows)
     }
 }
 

@@ -23,7 +23,8 @@ use deltalake::DeltaTable;
 
 use super::sink::{DmlOp, DmlSink};
 use super::versions::TableAt;
-use super::{METADATA_SCHEMA, TableName};
+use super::compaction::AutoCompact;
+use super::{METADATA_SCHEMA, TableName, Warehouse};
 use crate::error::{Error, Result, to_datafusion};
 
 /// One Delta table at one version, as DataFusion sees it.
@@ -32,14 +33,16 @@ pub struct HindsightTable {
     name: TableName,
     table: DeltaTable,
     scan: Arc<dyn TableProvider>,
+    /// What writes through this provider hand the table to afterwards.
+    compaction: Arc<AutoCompact>,
     /// How the version was chosen; anything but `Latest` is read-only.
     at: TableAt,
 }
 
 impl HindsightTable {
-    pub async fn try_new(name: TableName, table: DeltaTable) -> Result<Self> {
+    pub async fn try_new(warehouse: &Warehouse, name: TableName, table: DeltaTable) -> Result<Self> {
         let scan = table.table_provider().await?;
-        Ok(Self { name, table, scan, at: TableAt::Latest })
+        Ok(Self { name, table, scan, compaction: warehouse.auto_compact().clone(), at: TableAt::Latest })
     }
 
     /// Marks the provider as reading a chosen past version, which must not be written.
@@ -78,7 +81,7 @@ impl HindsightTable {
     fn dml_exec(&self, state: &dyn Session, op: DmlOp) -> DfResult<Arc<dyn ExecutionPlan>> {
         self.check_writable()?;
         let state = session_state(state)?;
-        let sink = DmlSink::new(self.name.clone(), self.table.clone(), state, op);
+        let sink = DmlSink::new(self.name.clone(), self.table.clone(), self.compaction.clone(), state, op);
         let input = Arc::new(EmptyExec::new(Arc::new(Schema::empty())));
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
@@ -151,7 +154,7 @@ impl TableProvider for HindsightTable {
         };
         self.check_writable()?;
         let state_arc = session_state(state)?;
-        let sink = DmlSink::new(self.name.clone(), self.table.clone(), state_arc, DmlOp::Insert { overwrite })
+        let sink = DmlSink::new(self.name.clone(), self.table.clone(), self.compaction.clone(), state_arc, DmlOp::Insert { overwrite })
             .with_input_schema(input.schema());
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
@@ -193,7 +196,7 @@ impl TableProvider for HindsightTable {
         let state_arc = session_state(state)?;
         let target_fields = self.schema().fields().len();
         let op = DmlOp::merge(merge_schema, target_fields, on, clauses)?;
-        let sink = DmlSink::new(self.name.clone(), self.table.clone(), state_arc, op)
+        let sink = DmlSink::new(self.name.clone(), self.table.clone(), self.compaction.clone(), state_arc, op)
             .with_input_schema(source.schema());
         Ok(Arc::new(DataSinkExec::new(source, Arc::new(sink), None)))
     }

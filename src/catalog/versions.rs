@@ -314,36 +314,40 @@ async fn read_commit(table: &DeltaTable, version: u64) -> Result<Option<Commit>>
 /// cares.
 #[derive(Debug, Default)]
 pub struct Appended {
-    /// Data files added, as paths relative to the table root (URL-decoded).
+    /// Data files added, as paths relative to the table root (URL-decoded). Files a compaction
+    /// wrote (`dataChange: false`) hold rows already there, and are left out.
     pub files: Vec<object_store::path::Path>,
     /// False if any commit removed data, changed the schema, or wrote a partitioned file: the
     /// new rows alone do not describe the change.
     pub append_only: bool,
+    /// False if every commit only rearranged files (OPTIMIZE) or was cleaned up.
+    pub data_changed: bool,
 }
 
 impl Warehouse {
     /// The data files commits `from + 1 ..= to` added, and whether they only appended.
     pub async fn appended(&self, name: &TableName, from: u64, to: u64) -> Result<Appended> {
         let table = self.unloaded(name)?;
-        let mut out = Appended { files: Vec::new(), append_only: true };
+        let mut out = Appended { files: Vec::new(), append_only: true, data_changed: false };
+        let changes_data = |a: &Value| a.get("dataChange").and_then(Value::as_bool) != Some(false);
         for version in from + 1..=to {
             let Some(bytes) = table.log_store().read_commit_entry(version).await? else {
                 out.append_only = false;
+                out.data_changed = true;
                 continue;
             };
             for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                 let Ok(Value::Object(action)) = serde_json::from_slice::<Value>(line) else { continue };
-                if let Some(add) = action.get("add") {
+                if let Some(add) = action.get("add").filter(|a| changes_data(a)) {
+                    out.data_changed = true;
                     let partitioned = add.get("partitionValues").and_then(Value::as_object).is_some_and(|p| !p.is_empty());
                     match add.get("path").and_then(Value::as_str).map(object_store::path::Path::from_url_path) {
                         Some(Ok(path)) if !partitioned => out.files.push(path),
                         _ => out.append_only = false,
                     }
-                } else if action.get("remove").and_then(|r| r.get("dataChange")).and_then(Value::as_bool) != Some(false)
-                    && action.contains_key("remove")
-                    || action.contains_key("metaData")
-                {
+                } else if action.get("remove").is_some_and(changes_data) || action.contains_key("metaData") {
                     out.append_only = false;
+                    out.data_changed = true;
                 }
             }
         }

@@ -27,6 +27,7 @@ pub fn required_role(command: &Command) -> (Role, &'static str) {
         Command::CopyFromFile { .. } => (Role::Admin, "COPY FROM a server file"),
         Command::CopyToFile { .. } => (Role::Admin, "COPY TO a server file"),
         Command::Vacuum { .. } => (Role::Admin, "VACUUM"),
+        Command::Optimize { .. } => (Role::Admin, "OPTIMIZE"),
         Command::CreateDataset { .. } => (Role::Admin, "CREATE DATASET"),
         Command::CreateFeatureView(_) => (Role::Admin, "CREATE FEATURE VIEW"),
         Command::DropFeatureView { .. } => (Role::Admin, "DROP FEATURE VIEW"),

@@ -52,6 +52,7 @@ pub enum Command {
     NoOp(&'static str),
     DescribeHistory { table: ObjectName, limit: Option<u64> },
     Vacuum { table: ObjectName, retain_hours: Option<u64>, dry_run: bool },
+    Optimize { table: ObjectName, zorder: Vec<String> },
     CreateDataset { name: ObjectName, query: String },
     ReproduceDataset(ObjectName),
     CreateFeatureView(FeatureViewSpec),
@@ -105,6 +106,7 @@ pub fn classify(stmt: Statement) -> Result<Command> {
         Statement::ReproduceDataset { name } => return Ok(Command::ReproduceDataset(name)),
         Statement::DescribeHistory { table, limit } => return Ok(Command::DescribeHistory { table, limit }),
         Statement::Vacuum { table, retain_hours, dry_run } => return Ok(Command::Vacuum { table, retain_hours, dry_run }),
+        Statement::Optimize { table, zorder } => return Ok(Command::Optimize { table, zorder }),
         Statement::CreateFeatureView(spec) => return Ok(Command::CreateFeatureView(spec)),
         Statement::DropFeatureView { name, if_exists } => return Ok(Command::DropFeatureView { name, if_exists }),
         // A query over the definitions, so it reads AS OF like any table.
@@ -305,6 +307,7 @@ pub fn kind(stmt: &Statement) -> &'static str {
         Statement::CreateDataset { .. } | Statement::ReproduceDataset { .. } => "dataset",
         Statement::DescribeHistory { .. } => "history",
         Statement::Vacuum { .. } => "vacuum",
+        Statement::Optimize { .. } => "optimize",
         Statement::CreateFeatureView(_) | Statement::DropFeatureView { .. } | Statement::ShowFeatureViews => "feature_view",
         Statement::CreateEvaluation(_)
         | Statement::DropEvaluation { .. }

@@ -5,7 +5,7 @@
 //! the substitutions that let psql's and BI tools' catalog queries plan). Only when that fails is
 //! it parsed with `HindsightDialect`, which is PostgreSQL plus `VERSION AS OF` / `TIMESTAMP AS
 //! OF`, and with our statements (`CREATE DATASET`, `REPRODUCE DATASET`, `DESCRIBE HISTORY`,
-//! `VACUUM`) recognised at the start of each statement, the way DataFusion's `DFParser` adds its
+//! `VACUUM`, `OPTIMIZE`) recognised at the start of each statement, the way DataFusion's `DFParser` adds its
 //! own. So plain PostgreSQL keeps exactly the parse it had.
 
 use std::any::TypeId;
@@ -35,6 +35,8 @@ pub enum Statement {
     DescribeHistory { table: ObjectName, limit: Option<u64> },
     /// `VACUUM t [RETAIN n HOURS] [DRY RUN]`
     Vacuum { table: ObjectName, retain_hours: Option<u64>, dry_run: bool },
+    /// `OPTIMIZE t [ZORDER BY (c, ...)]`
+    Optimize { table: ObjectName, zorder: Vec<String> },
     /// `CREATE FEATURE VIEW name ON table | AS query ENTITY (k, ...) TIMESTAMP ts [CREATED c]
     /// [TTL [INTERVAL] '...']`
     CreateFeatureView(FeatureViewSpec),
@@ -235,6 +237,18 @@ fn parse_statement(parser: &mut Parser, sql: &str) -> Result<Statement> {
         };
         let dry_run = words(parser, &["DRY", "RUN"]);
         return Ok(Statement::Vacuum { table, retain_hours, dry_run });
+    }
+    if words(parser, &["OPTIMIZE"]) {
+        let table = parser.parse_object_name(true)?;
+        let zorder = if words(parser, &["ZORDER", "BY"]) {
+            parser.expect_token(&Token::LParen)?;
+            let cols = parser.parse_comma_separated(|p| p.parse_identifier())?;
+            parser.expect_token(&Token::RParen)?;
+            cols.iter().map(crate::sql::normalize_ident).collect()
+        } else {
+            vec![]
+        };
+        return Ok(Statement::Optimize { table, zorder });
     }
     Ok(PG.rewrite(parser.parse_statement()?).into())
 }

@@ -268,4 +268,16 @@ async fn scheduler_catches_up_once_retries_and_follows_commits() {
     assert_eq!(skus, 3);
     // A restarted scheduler remembers which version it ran for.
     assert_eq!(scheduler().await.tick(now).await.unwrap().len(), 0);
+    // A compaction alone moves the version on without changing a row: no run. One after new
+    // rows runs for them.
+    c.batch_execute("INSERT INTO catalog VALUES (4); OPTIMIZE catalog").await.unwrap();
+    let ran = s.tick(now).await.unwrap();
+    assert_eq!(ran.iter().map(|r| r.trigger_version).collect::<Vec<_>>(), [Some(3)]);
+    c.batch_execute("INSERT INTO catalog VALUES (5)").await.unwrap();
+    assert_eq!(s.tick(now).await.unwrap().len(), 1);
+    c.batch_execute("OPTIMIZE catalog").await.unwrap();
+    assert_eq!(s.tick(now).await.unwrap().len(), 0, "nothing but a compaction since the last run");
+    assert_eq!(scheduler().await.tick(now).await.unwrap().len(), 0, "nor after a restart");
+    let skus: i64 = c.query_one("SELECT skus FROM eval.by_commit ORDER BY skus DESC LIMIT 1", &[]).await.unwrap().get(0);
+    assert_eq!(skus, 5);
 }

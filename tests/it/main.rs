@@ -3,8 +3,9 @@
 
 mod harness;
 
-mod clients;
 mod asof;
+mod clients;
+mod compaction;
 mod copy;
 mod datasets;
 mod drift;

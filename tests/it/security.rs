@@ -83,6 +83,7 @@ async fn roles_are_judged_on_the_plan_and_refusals_change_nothing() {
         "CREATE TABLE u AS SELECT * FROM t",
         "DROP TABLE t",
         "VACUUM t",
+        "OPTIMIZE t",
         "CREATE DATASET d AS SELECT * FROM t",
         "CREATE FEATURE VIEW fv ON t ENTITY (a) TIMESTAMP b",
         "CREATE EVALUATION e SCHEDULE '0 * * * *' AS SELECT count(*) FROM t",
@@ -101,7 +102,7 @@ async fn roles_are_judged_on_the_plan_and_refusals_change_nothing() {
     let mut sink = Box::pin(carol.copy_in::<_, bytes::Bytes>("COPY t FROM STDIN").await.unwrap());
     sink.send(bytes::Bytes::from_static(b"3\tc\n")).await.unwrap();
     assert_eq!(sink.as_mut().finish().await.unwrap(), 1);
-    for refused in ["DROP TABLE t", "CREATE TABLE u AS SELECT * FROM t", "VACUUM t", "CREATE DATASET d AS SELECT * FROM t"] {
+    for refused in ["DROP TABLE t", "CREATE TABLE u AS SELECT * FROM t", "VACUUM t", "OPTIMIZE t", "CREATE DATASET d AS SELECT * FROM t"] {
         assert_eq!(sqlstate(carol.simple_query(refused).await), "42501", "writer ran {refused}");
     }
 
