@@ -298,25 +298,26 @@ impl Session {
                 Ok(Output::Command("RESET".into()))
             }
             Command::Show(name) => self.show(&name),
-            Command::ShowTables => self.show_tables().await,
+            // Each arm's future is built in a frame of its own and boxed (see `boxed`).
+            Command::ShowTables => boxed(|| self.show_tables()).await,
             Command::NoOp(tag) => Ok(Output::Command(tag.into())),
             Command::CopyFrom { table, columns, options } => {
                 self.check_writable("COPY FROM")?;
-                self.copy_from(&table, &columns, options).await
+                boxed(|| self.copy_from(&table, &columns, options)).await
             }
-            Command::CopyTo { source, options } => self.copy_to(source, options).await,
+            Command::CopyTo { source, options } => boxed(|| self.copy_to(source, options)).await,
             Command::CopyFromFile { table, columns, options, path } => {
                 self.check_writable("COPY FROM")?;
                 let path = self.file_directories.confine(&path, true)?;
-                self.copy_from_file(&table, &columns, options, &path).await
+                boxed(|| self.copy_from_file(&table, &columns, options, &path)).await
             }
             Command::CopyToFile { source, options, path } => {
                 let path = self.file_directories.confine(&path, false)?;
-                self.copy_to_file(source, options, path).await
+                boxed(|| self.copy_to_file(source, options, path)).await
             }
             Command::DescribeHistory { table, limit } => {
                 let name = sql::table_name(&table, &self.default_schema())?;
-                let commits = self.warehouse.history(&name, limit, self.as_of.get()).await?;
+                let commits = boxed(|| self.warehouse.history(&name, limit, self.as_of.get())).await?;
                 batch_output(history_batch(&commits)?)
             }
             Command::Vacuum { table, retain_hours, dry_run } => {
@@ -324,26 +325,22 @@ impl Session {
                 let name = sql::table_name(&table, &self.default_schema())?;
                 writable_schema(&name)?;
                 let retain = retain_hours.map(|h| std::time::Duration::from_secs(h.saturating_mul(3600)));
-                let report = self.warehouse.vacuum(&name, retain, dry_run).await?;
+                let report = boxed(|| self.warehouse.vacuum(&name, retain, dry_run)).await?;
                 batch_output(vacuum_batch(&report)?)
             }
-            Command::Optimize { table, zorder } => {
-                self.check_writable("OPTIMIZE")?;
-                let name = sql::table_name(&table, &self.default_schema())?;
-                writable_schema(&name)?;
-                let report = Box::pin(self.warehouse.optimize(&name, zorder, Arc::new(self.ctx.state()))).await?;
-                batch_output(optimize_batch(&report)?)
+            Command::Optimize { table, zorder } => boxed(|| self.optimize(table, zorder)).await,
+            Command::CreateDataset { name, query } => boxed(|| crate::datasets::create(self, &name, &query)).await,
+            Command::ReproduceDataset(name) => boxed(|| crate::datasets::reproduce(self, &name)).await,
+            Command::CreateFeatureView(spec) => boxed(|| crate::features::views::create(self, spec)).await,
+            Command::DropFeatureView { name, if_exists } => boxed(|| crate::features::views::drop(self, &name, if_exists)).await,
+            Command::OnlineFeatures(args) => {
+                batch_output(boxed(|| crate::features::online::lookup(self, &args, params.as_deref())).await?)
             }
-            Command::CreateDataset { name, query } => crate::datasets::create(self, &name, &query).await,
-            Command::ReproduceDataset(name) => crate::datasets::reproduce(self, &name).await,
-            Command::CreateFeatureView(spec) => crate::features::views::create(self, spec).await,
-            Command::DropFeatureView { name, if_exists } => crate::features::views::drop(self, &name, if_exists).await,
-            Command::OnlineFeatures(args) => batch_output(crate::features::online::lookup(self, &args, params.as_deref()).await?),
-            Command::CreateEvaluation(spec) => crate::evaluation::definition::create(self, spec).await,
-            Command::DropEvaluation { name, if_exists } => crate::evaluation::definition::drop(self, &name, if_exists).await,
-            Command::RunEvaluation { name, window } => crate::evaluation::run::run(self, &name, window).await,
-            Command::BackfillEvaluation { name, from, to } => crate::evaluation::run::backfill(self, &name, from, to).await,
-            Command::Plan(stmt) => self.execute_plan(*stmt, params).await,
+            Command::CreateEvaluation(spec) => boxed(|| crate::evaluation::definition::create(self, spec)).await,
+            Command::DropEvaluation { name, if_exists } => boxed(|| crate::evaluation::definition::drop(self, &name, if_exists)).await,
+            Command::RunEvaluation { name, window } => boxed(|| crate::evaluation::run::run(self, &name, window)).await,
+            Command::BackfillEvaluation { name, from, to } => boxed(|| crate::evaluation::run::backfill(self, &name, from, to)).await,
+            Command::Plan(stmt) => boxed(|| self.execute_plan(*stmt, params)).await,
         }
     }
 
@@ -556,6 +553,14 @@ impl Session {
     async fn provider(&self, name: &TableName) -> Result<HindsightTable> {
         let table = self.warehouse.load_existing(name).await?;
         HindsightTable::try_new(&self.warehouse, name.clone(), table).await
+    }
+
+    async fn optimize(&self, table: ObjectName, zorder: Vec<String>) -> Result<Output> {
+        self.check_writable("OPTIMIZE")?;
+        let name = sql::table_name(&table, &self.default_schema())?;
+        writable_schema(&name)?;
+        let report = self.warehouse.optimize(&name, zorder, Arc::new(self.ctx.state())).await?;
+        batch_output(optimize_batch(&report)?)
     }
 
     async fn copy_from(&self, table: &ObjectName, columns: &[String], options: CopyOptions) -> Result<Output> {
@@ -830,6 +835,17 @@ fn vacuum_batch(r: &VacuumReport) -> Result<RecordBatch> {
             Arc::new(BooleanArray::from(vec![r.dry_run])),
         ],
     )?)
+}
+
+/// Builds a future in a frame of its own and boxes it. In a debug build every future an async
+/// fn awaits is first a temporary in that fn's stack frame, so a `match` over every kind of
+/// statement had a frame the size of all their futures together (448 KiB), and deep SQL
+/// overflowed a 2 MiB stack; boxed, each arm leaves a pointer.
+#[inline(never)]
+fn boxed<'a, T, F: Future<Output = T> + Send + 'a>(
+    make: impl FnOnce() -> F,
+) -> std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>> {
+    Box::pin(make())
 }
 
 fn optimize_schema() -> SchemaRef {
