@@ -176,6 +176,7 @@ async fn concurrent_writes_are_compacted_in_the_background() {
         .filter(|r| r.get::<_, String>("operation") == "OPTIMIZE")
         .count() as i64;
     assert!(compactions >= 5, "{compactions} compactions for 90 writes");
+    assert!(hindsight::metrics::METRICS.render().contains("hindsight_compactions_total{outcome=\"compacted\"}"));
     assert_eq!(sorted(rows(&c, "SELECT id, k, x FROM ev").await), sorted(written.clone()));
 
     // Online features: the latest row per key (greatest ts, which is the greatest id here).
