@@ -185,9 +185,8 @@ impl Warehouse {
     /// `OPTIMIZE t [ZORDER BY (c, ...)]`: rewrites the latest version's small files into files of
     /// up to `delta.targetFileSize`, or with ZORDER all of them, clustered by those columns.
     pub async fn optimize(&self, name: &TableName, zorder: Vec<String>, session: Arc<dyn Session>) -> Result<OptimizeReport> {
-        let table = self.load_existing(name).await?;
+        let mut table = self.load_existing(name).await?;
         let _writing = table_write_lock(&table).await;
-        let mut table = table;
         table.update_incremental(None).await?;
         let schema = table.snapshot()?.schema();
         if let Some(missing) = zorder.iter().find(|c| schema.field(c.as_str()).is_none()) {
