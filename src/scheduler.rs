@@ -184,7 +184,7 @@ impl Scheduler {
         state.commit_version = Some(version);
         // A compaction moves the version on without changing a row: nothing to evaluate.
         if let Some(seen) = seen.filter(|s| *s >= 0)
-            && !Box::pin(self.warehouse.appended(&name, seen as u64, version as u64)).await?.data_changed
+            && !self.warehouse.appended(&name, seen as u64, version as u64).await?.data_changed
         {
             return Ok(());
         }

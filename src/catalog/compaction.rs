@@ -61,7 +61,7 @@ impl From<&deltalake::operations::optimize::Metrics> for OptimizeReport {
 
 /// The background compaction policy of one warehouse, and which of its tables are being
 /// compacted now.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AutoCompact {
     /// 0: never compact in the background.
     min_files: AtomicUsize,
