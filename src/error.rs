@@ -81,6 +81,10 @@ pub enum Error {
     #[error("canceling statement due to user request")]
     Canceled,
 
+    /// The client closed its connection while its statement ran; no one hears this error.
+    #[error("terminating statement: the client closed the connection")]
+    ClientGone,
+
     #[error("canceling statement due to statement timeout ({0} ms)")]
     StatementTimeout(u64),
 
@@ -88,9 +92,29 @@ pub enum Error {
     #[error("{0}")]
     InsufficientPrivilege(String),
 
-    /// Over a configured limit (message size, ...).
+    /// Over a configured limit (message size, a value too large, ...).
     #[error("{0}")]
     ProgramLimit(String),
+
+    /// An expression nested too deeply to plan safely (PostgreSQL's "stack depth limit exceeded").
+    #[error("{0}")]
+    TooComplex(String),
+
+    /// A table or schema name that cannot be stored as a folder of the warehouse.
+    #[error("{0}")]
+    InvalidName(String),
+
+    /// A table whose log or data cannot be read as Delta: it fails alone, naming what is broken.
+    #[error("{0}")]
+    DataCorrupted(String),
+
+    /// A setting only the server's configuration may change.
+    #[error("{0}")]
+    CantChangeNow(String),
+
+    /// The warehouse's storage is full; nothing was committed.
+    #[error("{0}")]
+    DiskFull(String),
 
     /// A bug: a panic inside an operator or in our code, caught before it could end the
     /// connection or the scheduler.
@@ -140,6 +164,9 @@ impl Error {
 
 impl From<datafusion::sql::sqlparser::parser::ParserError> for Error {
     fn from(e: datafusion::sql::sqlparser::parser::ParserError) -> Self {
+        if matches!(e, datafusion::sql::sqlparser::parser::ParserError::RecursionLimitExceeded) {
+            return Error::TooComplex("statement too complex: it nests parentheses, subqueries or function calls more than 50 levels deep".into());
+        }
         let msg = e.to_string();
         Error::Syntax(msg.strip_prefix("sql parser error: ").unwrap_or(&msg).to_string())
     }
@@ -169,8 +196,14 @@ impl Error {
             Error::UndefinedObject(_) => "42704",
             Error::DuplicateColumn(_) => "42701",
             Error::Canceled | Error::StatementTimeout(_) => "57014",
+            Error::ClientGone => "08006",
             Error::InsufficientPrivilege(_) => "42501",
             Error::ProgramLimit(_) => "54000",
+            Error::TooComplex(_) => "54001",
+            Error::InvalidName(_) => "42602",
+            Error::DataCorrupted(_) => "XX001",
+            Error::DiskFull(_) => "53100",
+            Error::CantChangeNow(_) => "55P02",
             Error::Internal(_) => "XX000",
             Error::DataFusion(e) => datafusion_sqlstate(e),
             Error::Delta(e) => delta_sqlstate(e),

@@ -19,6 +19,8 @@
 //! - `catalog`: the warehouse of Delta tables, their versions and history, the metadata tables,
 //!   and the DataFusion catalog and table providers over them.
 //! - `demo`: the deterministic credit-scoring demo warehouse.
+//! - `limits`: what bounds one statement: thread stacks and expression depth, the server's
+//!   memory pool, functions whose output outgrows their input, engine settings sessions may set.
 //! - `config`, `error`: settings from flags/env/TOML; one error type with SQLSTATEs.
 
 pub mod catalog;
@@ -29,6 +31,7 @@ pub mod demo;
 pub mod error;
 pub mod evaluation;
 pub mod features;
+pub mod limits;
 pub mod metrics;
 pub mod scheduler;
 pub mod security;

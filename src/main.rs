@@ -129,8 +129,7 @@ enum UserAction {
     },
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("HINDSIGHT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("hindsight=info,warn,buoyant_kernel=off,deltalake_core=error"));
@@ -139,7 +138,14 @@ async fn main() {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().flatten_event(true).init(),
     }
-    if let Err(e) = run(cli).await {
+    let runtime = match hindsight::limits::runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
         eprintln!("error: {}", e.message());
         std::process::exit(1);
     }

@@ -104,13 +104,14 @@ impl Server {
                     };
                     let warehouse = self.warehouse.clone();
                     let shared = shared.clone();
+                    let watch = crate::wire::Peer::of(&socket);
                     connections.spawn(async move {
                         let _permit = permit;
                         let _active = ActiveConnection::open();
                         tracing::debug!(%peer, "connection opened");
                         match Session::with_limits(warehouse, &shared.limits) {
                             Ok(session) => {
-                                let handlers = Handlers::new(Connection::new(session, shared));
+                                let handlers = Handlers::new(Connection::new(session, shared, watch));
                                 if let Err(e) = pgwire::tokio::process_socket(socket, acceptor, handlers).await {
                                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                                 }

@@ -132,12 +132,13 @@ impl Session {
         config.options_mut().optimizer.enable_round_robin_repartition = false;
         // PostgreSQL honours ORDER BY in a subquery; a spine query's order is the output's.
         config.options_mut().sql_parser.enable_subquery_sort_elimination = false;
-        let mut runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new().with_cache_manager(warehouse.file_caches());
-        if let Some(bytes) = limits.memory_limit {
-            // A fair pool: operators that can spill (sort, hash aggregate) get their share and
-            // spill instead of starving the others; past the limit the query fails with 53200.
-            runtime = runtime.with_memory_pool(Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(bytes)));
-        }
+        // Every statement allocates from the server's pool, and within the session's limit if
+        // it has one; operators that can spill do so before failing with 53200 (`limits::memory`).
+        let pool: Arc<dyn datafusion::execution::memory_pool::MemoryPool> =
+            Arc::new(crate::limits::memory::SessionPool::new(warehouse.memory_pool(), limits.memory_limit));
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_cache_manager(warehouse.file_caches())
+            .with_memory_pool(pool.clone());
         let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         let as_of = Arc::new(AsOf::default());
         ctx.register_catalog(CATALOG, Arc::new(WarehouseCatalog::new(warehouse.clone(), as_of.clone())));
@@ -163,6 +164,7 @@ impl Session {
         for udaf in crate::evaluation::metrics::udafs().into_iter().chain(crate::evaluation::classes::udafs()).chain(crate::evaluation::drift::udafs()) {
             ctx.register_udaf(udaf);
         }
+        crate::limits::functions::install(&ctx, &pool);
         #[cfg(debug_assertions)]
         ctx.register_udf(debug_panic_udf());
         ctx.register_udtf(
@@ -636,6 +638,7 @@ impl Session {
             return self.set_as_of(value).await;
         }
         if let Some(df_key) = name.strip_prefix("datafusion.") {
+            crate::limits::settings::check(&format!("datafusion.{}", df_key.to_ascii_lowercase()), value, self.role())?;
             self.ctx.state_ref().write().config_mut().options_mut().set(&format!("datafusion.{df_key}"), value)?;
             return Ok(());
         }

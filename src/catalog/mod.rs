@@ -13,6 +13,7 @@ mod compaction;
 mod information_schema;
 mod log_engine;
 pub mod metadata;
+mod predicates;
 mod schema;
 mod sink;
 mod snapshots;
@@ -64,6 +65,9 @@ pub struct Warehouse {
     file_caches: Arc<CacheManager>,
     /// When writes compact the small files they leave behind (see `compaction`).
     auto_compact: Arc<AutoCompact>,
+    /// The memory pool every session's statements over this warehouse share
+    /// (`limits::memory`).
+    memory_pool: std::sync::RwLock<Arc<dyn datafusion::execution::memory_pool::MemoryPool>>,
 }
 
 /// A table's place in the warehouse.
@@ -118,6 +122,9 @@ impl Warehouse {
             snapshots: Default::default(),
             file_caches: CacheManager::try_new(&file_cache_config())?,
             auto_compact: Arc::new(AutoCompact::new(DEFAULT_AUTO_COMPACT_FILES)),
+            memory_pool: std::sync::RwLock::new(crate::limits::memory::server_pool(
+                crate::limits::memory::default_pool_bytes(),
+            )),
         });
         warehouse.ensure_metadata_tables().await?;
         warehouse.refresh().await?;
@@ -129,6 +136,16 @@ impl Warehouse {
         file_cache_config()
             .with_file_metadata_cache(Some(self.file_caches.get_file_metadata_cache()))
             .with_file_statistics_cache(self.file_caches.get_file_statistic_cache())
+    }
+
+    /// The pool sessions opened from now on allocate from.
+    pub fn memory_pool(&self) -> Arc<dyn datafusion::execution::memory_pool::MemoryPool> {
+        self.memory_pool.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sizes the server's memory pool; sessions already open keep the pool they had.
+    pub fn set_memory_pool_bytes(&self, bytes: usize) {
+        *self.memory_pool.write().unwrap_or_else(|p| p.into_inner()) = crate::limits::memory::server_pool(bytes);
     }
 
     /// Background compaction after writes; `set_min_files(0)` turns it off.

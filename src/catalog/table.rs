@@ -21,6 +21,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use deltalake::DeltaTable;
 
+use super::predicates::{hide_long_lists, pushes_nothing, weaken_long_lists};
 use super::sink::{DmlOp, DmlSink};
 use super::versions::TableAt;
 use super::compaction::AutoCompact;
@@ -129,14 +130,36 @@ impl TableProvider for HindsightTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.scan.scan(state, projection, filters, limit).await
+        let filters: Vec<Expr> = filters
+            .iter()
+            .filter_map(|f| match weaken_long_lists(f) {
+                None => Some(f.clone()),
+                Some(weaker) if pushes_nothing(&weaker) => None,
+                Some(weaker) => Some(weaker),
+            })
+            .collect();
+        self.scan.scan(state, projection, &filters, limit).await
     }
 
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        self.scan.supports_filters_pushdown(filters)
+        // Filters with long IN lists are judged (and later pushed) in their weaker form: only
+        // what delta-rs can skip files with, never the exact filter (see `weaken_long_lists`).
+        let weakened: Vec<Option<Expr>> = filters.iter().map(|f| weaken_long_lists(f)).collect();
+        let judged: Vec<&Expr> = filters.iter().zip(&weakened).map(|(f, w)| w.as_ref().unwrap_or(f)).collect();
+        let verdicts = self.scan.supports_filters_pushdown(&judged)?;
+        Ok(verdicts
+            .into_iter()
+            .zip(&weakened)
+            .map(|(v, w)| match w {
+                None => v,
+                Some(w) if pushes_nothing(w) => TableProviderFilterPushDown::Unsupported,
+                Some(_) if v == TableProviderFilterPushDown::Unsupported => v,
+                Some(_) => TableProviderFilterPushDown::Inexact,
+            })
+            .collect())
     }
 
     async fn insert_into(
@@ -164,7 +187,7 @@ impl TableProvider for HindsightTable {
         state: &dyn Session,
         filters: Vec<Expr>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let predicate = filters.into_iter().map(unqualify).collect::<DfResult<Vec<_>>>()?;
+        let predicate = filters.into_iter().map(|f| hide_long_lists(unqualify(f)?)).collect::<DfResult<Vec<_>>>()?;
         self.dml_exec(state, DmlOp::Delete { predicate })
     }
 
@@ -174,7 +197,7 @@ impl TableProvider for HindsightTable {
         assignments: Vec<(String, Expr)>,
         filters: Vec<Expr>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let predicate = filters.into_iter().map(unqualify).collect::<DfResult<Vec<_>>>()?;
+        let predicate = filters.into_iter().map(|f| hide_long_lists(unqualify(f)?)).collect::<DfResult<Vec<_>>>()?;
         let assignments = assignments
             .into_iter()
             // DataFusion assigns every column; the unchanged ones are plain references to themselves.

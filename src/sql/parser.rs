@@ -93,11 +93,18 @@ impl From<ast::Statement> for Statement {
     }
 }
 
+/// A parsed statement, once its expressions are known to be shallow enough to plan.
+fn checked(mut stmt: ast::Statement) -> Result<Statement> {
+    crate::limits::depth::balance_and_check(&mut stmt)?;
+    Ok(Statement::from(stmt))
+}
+
 /// Parses a query string into statements (a simple query may hold several).
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    crate::limits::depth::check_tokens(sql)?;
     let sql = &*search_path_members(sql);
     if let Ok(stmts) = PG.parse(sql) {
-        return Ok(stmts.into_iter().map(Statement::from).collect());
+        return stmts.into_iter().map(checked).collect();
     }
     let dialect = HindsightDialect;
     let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
@@ -250,7 +257,9 @@ fn parse_statement(parser: &mut Parser, sql: &str) -> Result<Statement> {
         };
         return Ok(Statement::Optimize { table, zorder });
     }
-    Ok(PG.rewrite(parser.parse_statement()?).into())
+    let mut stmt = parser.parse_statement()?;
+    crate::limits::depth::balance_and_check(&mut stmt)?;
+    checked(PG.rewrite(stmt))
 }
 
 fn feature_view(parser: &mut Parser, sql: &str) -> Result<FeatureViewSpec> {

@@ -29,7 +29,7 @@ use tokio::sync::Mutex;
 
 use super::encode::{BatchEncoder, CopyTextWriter, describe, field_infos, pg_type};
 use super::cancel::{CancelRequests, Registration};
-use super::interrupt::Interrupt;
+use super::interrupt::{Interrupt, Peer};
 use super::params;
 use super::startup::Shared;
 use crate::copy::{CopyFormat, CopyOptions, CopyUpload};
@@ -47,13 +47,15 @@ pub struct Connection {
     upload: Mutex<Option<CopyUpload>>,
     /// This connection's cancel requests, once it is registered (after authentication).
     cancel: std::sync::Mutex<Option<(tokio::sync::watch::Receiver<u64>, Registration)>>,
+    /// The client's socket, watched while a statement runs (see `Interrupt`).
+    peer: Option<Peer>,
 }
 
 impl Connection {
-    pub fn new(session: Session, shared: Arc<Shared>) -> Arc<Self> {
+    pub fn new(session: Session, shared: Arc<Shared>, peer: Option<Peer>) -> Arc<Self> {
         let session = Arc::new(session);
         let parser = Arc::new(Parser { session: session.clone(), max_bytes: shared.limits.max_message_bytes });
-        Arc::new(Self { parser, session, shared, upload: Mutex::new(None), cancel: std::sync::Mutex::new(None) })
+        Arc::new(Self { parser, session, shared, upload: Mutex::new(None), cancel: std::sync::Mutex::new(None), peer })
     }
 
     pub(super) fn session(&self) -> &Session {
@@ -72,7 +74,7 @@ impl Connection {
     /// session's statement_timeout.
     fn interrupt(&self) -> Interrupt {
         let cancel = self.cancel.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|(rx, _)| rx.clone());
-        Interrupt::new(cancel, self.session.statement_timeout())
+        Interrupt::new(cancel, self.session.statement_timeout(), self.peer)
     }
 
     /// Refuses a message over `max_message_bytes` (54000) before anything is parsed from it.

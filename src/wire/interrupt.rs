@@ -1,4 +1,5 @@
-//! Stopping a statement early: a cancel request (psql's Ctrl-C) or its `statement_timeout`.
+//! Stopping a statement early: a cancel request (psql's Ctrl-C), its `statement_timeout`, or
+//! its client hanging up.
 //!
 //! A statement runs in two phases, and both must stop: executing (planning, a write, building
 //! the first batch) and streaming rows to the client after `do_query` has returned. Dropping
@@ -23,6 +24,7 @@ use crate::error::{Error, Result, catch_panic};
 enum Reason {
     Cancel,
     Timeout(u64),
+    ClientGone,
 }
 
 impl Reason {
@@ -30,7 +32,46 @@ impl Reason {
         match self {
             Reason::Cancel => Error::Canceled,
             Reason::Timeout(ms) => Error::StatementTimeout(ms),
+            Reason::ClientGone => Error::ClientGone,
         }
+    }
+}
+
+/// How often a running statement checks that its client is still connected (PostgreSQL's
+/// `client_connection_check_interval`, which is off by default there; here it is always on).
+const CLIENT_CHECK: Duration = Duration::from_millis(250);
+
+/// The connection's socket, to notice that the client hung up while its statement runs. A
+/// statement that produces no rows for a while (a long aggregate, a recursive CTE) would
+/// otherwise run to its end for no one.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(#[cfg_attr(not(target_os = "linux"), allow(dead_code))] i32);
+
+impl Peer {
+    #[cfg(unix)]
+    pub fn of(socket: &impl std::os::fd::AsRawFd) -> Option<Self> {
+        Some(Self(socket.as_raw_fd()))
+    }
+
+    #[cfg(not(unix))]
+    pub fn of<T>(_socket: &T) -> Option<Self> {
+        None
+    }
+
+    /// Whether the client closed its end: the kernel reports the peer's FIN or RST on the
+    /// socket even while unread data waits in it (POLLRDHUP, as PostgreSQL checks it).
+    #[cfg(target_os = "linux")]
+    fn gone(self) -> bool {
+        let mut fd = libc::pollfd { fd: self.0, events: libc::POLLRDHUP, revents: 0 };
+        // SAFETY: one valid pollfd, a zero timeout; the socket stays open while its connection
+        // runs a statement, which is when this is polled.
+        let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+        ready > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn gone(self) -> bool {
+        false
     }
 }
 
@@ -41,7 +82,7 @@ pub struct Interrupt(Shared<BoxFuture<'static, Reason>>);
 impl Interrupt {
     /// `cancel` counts the connection's cancel requests: the statement stops at the next one
     /// (those that came before it started do not count).
-    pub fn new(cancel: Option<watch::Receiver<u64>>, timeout: Option<Duration>) -> Self {
+    pub fn new(cancel: Option<watch::Receiver<u64>>, timeout: Option<Duration>, peer: Option<Peer>) -> Self {
         let cancel = cancel.map(|mut rx| {
             rx.borrow_and_update();
             rx
@@ -64,9 +105,21 @@ impl Interrupt {
                     None => std::future::pending().await,
                 }
             };
+            let hung_up = async {
+                let Some(peer) = peer else { return std::future::pending().await };
+                let mut every = tokio::time::interval(CLIENT_CHECK);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    if peer.gone() {
+                        return;
+                    }
+                }
+            };
             tokio::select! {
                 _ = cancelled => Reason::Cancel,
                 _ = timed_out => Reason::Timeout(deadline.map_or(0, |(_, ms)| ms)),
+                _ = hung_up => Reason::ClientGone,
             }
         };
         Self(fired.boxed().shared())

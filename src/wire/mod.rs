@@ -14,4 +14,5 @@ mod startup;
 
 pub use encode::{pg_type, pg_type_name};
 pub use handler::{Connection, Handlers};
+pub use interrupt::Peer;
 pub use startup::{Shared, TooManyConnections};

@@ -1,0 +1,28 @@
+//! What bounds one statement, so that no query can take the server down with it.
+//!
+//! Owns: the threads statements run on and how deep they may recurse (`depth`), the memory pool
+//! every session allocates from (`memory`), the functions whose output can outgrow their input
+//! (`functions`), and which engine settings a session may change and to what (`settings`).
+//! Must not: plan or run statements itself; `session` and `sql` call in here at their edges.
+//!
+//! The principle, as in PostgreSQL: a statement over a bound fails with its own error (54001
+//! statement too complex, 53200 out of memory, 54000 a value too large) and every other
+//! session carries on.
+
+pub mod depth;
+pub mod functions;
+pub mod memory;
+pub mod settings;
+
+/// Stack of every thread that plans or runs a statement. Parsing, planning, DataFusion's
+/// expression formatting and delta-rs's predicate conversion all recurse once per level of an
+/// expression, unguarded; tokio's default of 2 MiB overflowed (and aborted the process) at a
+/// few hundred levels in a debug build and about 2,000 in a release build. The memory is
+/// reserved, not used: a thread touches only the pages it recurses into.
+pub const THREAD_STACK_BYTES: usize = 64 << 20;
+
+/// The multi-threaded runtime `hindsight` runs on, with stacks of [`THREAD_STACK_BYTES`] for
+/// its workers and its blocking pool (where DataFusion and object_store do some of their work).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(THREAD_STACK_BYTES).build()
+}
