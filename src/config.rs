@@ -38,6 +38,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Small files a write may leave in a table before it is compacted (0: never).
     pub auto_compact_files: usize,
+    /// The memory pool all statements share (`limits::memory`).
+    pub memory_pool_bytes: usize,
 }
 
 /// What one session may use; `Limits::default()` is unlimited apart from message size.
@@ -78,6 +80,7 @@ pub struct FileConfig {
     pub insecure_trust: Option<bool>,
     pub statement_timeout_ms: Option<u64>,
     pub memory_limit_mb: Option<u64>,
+    pub memory_pool_mb: Option<u64>,
     pub auto_compact_files: Option<usize>,
     pub max_message_bytes: Option<usize>,
     pub metrics_listen: Option<String>,
@@ -107,10 +110,13 @@ pub struct Overrides {
     pub insecure_trust: bool,
     pub statement_timeout_ms: Option<u64>,
     pub memory_limit_mb: Option<u64>,
+    pub memory_pool_mb: Option<u64>,
     pub auto_compact_files: Option<usize>,
     pub metrics_listen: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub tls_require: bool,
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Config {
@@ -126,11 +132,20 @@ impl Config {
         let listen = listen
             .parse()
             .map_err(|e| Error::Config(format!("listen address {listen:?}: {e}")))?;
-        let tls = match (overrides.tls_cert, overrides.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsConfig { cert, key }),
+        let mut tls = match (overrides.tls_cert, overrides.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig { cert, key, require: false, client_ca: None }),
             (None, None) => file.tls,
             _ => return Err(Error::Config("--tls-cert and --tls-key go together".into())),
         };
+        if overrides.tls_require || overrides.tls_client_ca.is_some() {
+            let Some(t) = tls.as_mut() else {
+                return Err(Error::Config("--tls-require and --tls-client-ca need a TLS certificate and key".into()));
+            };
+            t.require |= overrides.tls_require;
+            if overrides.tls_client_ca.is_some() {
+                t.client_ca = overrides.tls_client_ca;
+            }
+        }
         let metrics_listen = match overrides.metrics_listen.or(file.metrics_listen) {
             Some(a) => Some(a.parse().map_err(|e| Error::Config(format!("metrics address {a:?}: {e}")))?),
             None => None,
@@ -157,6 +172,10 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_WAREHOUSE.to_string()),
             listen,
             max_connections: overrides.max_connections.or(file.max_connections).unwrap_or(256),
+            memory_pool_bytes: overrides
+                .memory_pool_mb
+                .or(file.memory_pool_mb)
+                .map_or_else(crate::limits::memory::default_pool_bytes, |mb| (mb as usize) << 20),
             auto_compact_files: overrides
                 .auto_compact_files
                 .or(file.auto_compact_files)

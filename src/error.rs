@@ -175,6 +175,9 @@ impl From<datafusion::sql::sqlparser::parser::ParserError> for Error {
 impl Error {
     /// The PostgreSQL SQLSTATE a client sees for this error.
     pub fn sqlstate(&self) -> &'static str {
+        if self.disk_full() {
+            return "53100";
+        }
         match self {
             Error::Syntax(_) => "42601",
             Error::UndefinedTable(_) => "42P01",
@@ -212,17 +215,35 @@ impl Error {
         }
     }
 
-    /// The message without the layers of "Error during planning: " that DataFusion adds.
+    /// Whether storage ran out of space somewhere under this error (ENOSPC from a local
+    /// warehouse, wrapped by object_store, Parquet, delta-rs and DataFusion in turn).
+    fn disk_full(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28) {
+                    return true;
+                }
+            }
+            cause = e.source();
+        }
+        // Some layers keep only the text of what they wrap; this one is the OS's own wording.
+        matches!(self, Error::DiskFull(_)) || self.to_string().contains("No space left on device")
+    }
+
+    /// The message without the layers of "Error during planning: " that DataFusion adds, and
+    /// without the backtraces some libraries append (a client needs what went wrong, not where).
     pub fn message(&self) -> String {
-        match self {
+        let full = match self {
             Error::DataFusion(e) => clean_datafusion_message(e),
             Error::Delta(d) => delta_message(d),
             other => other.to_string(),
-        }
+        };
+        without_backtrace(&full)
     }
 }
 
-fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
+pub(crate) fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
     use datafusion::common::SchemaError;
     match e.find_root() {
         DataFusionError::SQL(_, _) => "42601",
@@ -348,10 +369,43 @@ fn clean_datafusion_message(e: &DataFusionError) -> String {
     msg.trim().to_string()
 }
 
+/// A message up to the backtrace a library appended to it: delta-kernel's errors carry one
+/// (`   0: buoyant_kernel::error::Error::with_backtrace ...`), DataFusion's may end with
+/// `backtrace:` when built with backtraces.
+fn without_backtrace(message: &str) -> String {
+    let frame = |line: &str| {
+        let t = line.trim_start();
+        let digits = t.chars().take_while(char::is_ascii_digit).count();
+        digits > 0 && t[digits..].starts_with(": ") && line.starts_with(' ')
+    };
+    let mut kept: Vec<&str> = Vec::new();
+    for line in message.lines() {
+        let t = line.trim_start();
+        if frame(line) || t.starts_with("stack backtrace:") || t.starts_with("Backtrace:") || t.starts_with("backtrace:") {
+            break;
+        }
+        kept.push(line);
+    }
+    kept.join("\n").trim_end().to_string()
+}
+
 /// Wraps our error so it can travel through DataFusion's error type and come back out intact.
 pub fn to_datafusion(e: Error) -> DataFusionError {
     match e {
         Error::DataFusion(d) => d,
         other => DataFusionError::External(Box::new(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backtraces_are_cut_from_messages() {
+        let kernel = "Kernel error: Json error: unexpected 'h'\n   0: buoyant_kernel::error::Error::with_backtrace\n   1: core::ops";
+        assert_eq!(without_backtrace(kernel), "Kernel error: Json error: unexpected 'h'");
+        assert_eq!(without_backtrace("a\nb\n\nbacktrace: 0 x"), "a\nb");
+        assert_eq!(without_backtrace("line one\n2: not a frame"), "line one\n2: not a frame");
     }
 }

@@ -72,6 +72,16 @@ enum Command {
         /// TLS private key (PEM: PKCS#8, RSA or EC); with --tls-cert.
         #[arg(long, env = "HINDSIGHT_TLS_KEY")]
         tls_key: Option<PathBuf>,
+        /// Refuse connections that do not use TLS.
+        #[arg(long, env = "HINDSIGHT_TLS_REQUIRE")]
+        tls_require: bool,
+        /// Require a client certificate signed by a CA in this PEM file (implies --tls-require).
+        #[arg(long, env = "HINDSIGHT_TLS_CLIENT_CA")]
+        tls_client_ca: Option<PathBuf>,
+        /// Memory all statements together may hold for sorts, joins, aggregates and large
+        /// values, in MiB (default: half of the machine's or the cgroup's memory).
+        #[arg(long, env = "HINDSIGHT_MEMORY_POOL_MB")]
+        memory_pool_mb: Option<u64>,
         /// Serve Prometheus metrics at http://ADDR/metrics.
         #[arg(long, env = "HINDSIGHT_METRICS_LISTEN")]
         metrics_listen: Option<String>,
@@ -138,6 +148,9 @@ fn main() {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().flatten_event(true).init(),
     }
+    // A panic is a bug that costs one statement (see `error::catch_panic`); it gets one log line,
+    // not a backtrace on stderr for every malformed input a library panics on.
+    std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic")));
     let runtime = match hindsight::limits::runtime() {
         Ok(r) => r,
         Err(e) => {
@@ -164,9 +177,12 @@ async fn run(cli: Cli) -> hindsight::Result<()> {
             insecure_trust,
             tls_cert,
             tls_key,
+            tls_require,
+            tls_client_ca,
             metrics_listen,
             statement_timeout_ms,
             memory_limit_mb,
+            memory_pool_mb,
             auto_compact_files,
         } => {
             let config = Config::resolve(Overrides {
@@ -178,16 +194,20 @@ async fn run(cli: Cli) -> hindsight::Result<()> {
                 insecure_trust,
                 statement_timeout_ms,
                 memory_limit_mb,
+                memory_pool_mb,
                 auto_compact_files,
                 metrics_listen,
                 tls_cert,
                 tls_key,
+                tls_require,
+                tls_client_ca,
             })?;
             config.check_exposure()?;
             // Before anything is opened or bound: a TLS setup that fails stops the server.
             let tls = config.tls.as_ref().map(Tls::load).transpose()?;
             let warehouse = Warehouse::open_with_retention(&config.warehouse, config.retention_days).await?;
             warehouse.auto_compact().set_min_files(config.auto_compact_files);
+            warehouse.set_memory_pool_bytes(config.memory_pool_bytes);
             if demo {
                 hindsight::demo::write(&warehouse).await?;
             }
@@ -205,6 +225,7 @@ async fn run(cli: Cli) -> hindsight::Result<()> {
                 warehouse = %warehouse.root(),
                 auth = if config.users.is_empty() { "trust" } else { "scram-sha-256" },
                 tls = tls.is_some(),
+                memory_pool_mib = config.memory_pool_bytes >> 20,
                 "hindsight {} ready: psql -h {} -p {} -U hindsight",
                 env!("CARGO_PKG_VERSION"),
                 config.listen.ip(),

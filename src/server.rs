@@ -71,7 +71,8 @@ impl Server {
     }
 
     pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let shared = Arc::new(Shared::new(self.users, self.tls.as_ref().map(|t| t.cert_pem.as_slice()), self.limits)?);
+        let require_tls = self.tls.as_ref().is_some_and(|t| t.require);
+        let shared = Arc::new(Shared::new(self.users, self.tls.as_ref().map(|t| t.cert_pem.as_slice()), require_tls, self.limits)?);
         let acceptor: Option<TlsAcceptor> = self.tls.map(|t| t.acceptor);
         // A semaphore rather than a counter: a permit is released however the connection ends.
         let limit = Arc::new(Semaphore::new(self.max_connections));

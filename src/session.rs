@@ -237,7 +237,12 @@ impl Session {
     pub async fn metadata_row(&self, table: &TableName, name: &str, at: Option<DateTime<Utc>>) -> Result<Option<RecordBatch>> {
         let versioned = at.map_or(TableAt::Latest, TableAt::Timestamp).name_for(&table.table);
         let reference = TableReference::full(CATALOG, table.schema.as_str(), versioned.as_str());
-        let Ok(df) = self.ctx.table(reference).await else { return Ok(None) };
+        let df = match self.ctx.table(reference).await {
+            Ok(df) => df,
+            // Under `hindsight.as_of`, a metadata table younger than that instant is not there.
+            Err(e) if crate::error::datafusion_sqlstate(&e) == "42P01" => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         let batches: Vec<RecordBatch> = df.filter(col("name").eq(lit(name)))?.collect().await?;
         Ok(batches.into_iter().find(|b| b.num_rows() > 0))
     }

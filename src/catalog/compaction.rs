@@ -13,8 +13,9 @@
 //! travel, datasets and their hashes see no change, the old files stay until VACUUM, and readers
 //! of new rows (`online_features`, `ON COMMIT` evaluations) skip it. It takes the table's write
 //! lock, so writers in this server never conflict with it; a writer in another server that
-//! deletes or rewrites the same files makes one of the two fail, and a failed background
-//! compaction is only logged (the next write tries again).
+//! deletes or rewrites the same files makes one of the two fail (`rewrites`: never both, which
+//! would duplicate the rows), and a failed background compaction is only logged (the next
+//! write tries again).
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -166,11 +167,12 @@ async fn compact(mut table: DeltaTable) -> Result<(DeltaTable, OptimizeReport)> 
     // Writers that held the lock before us have moved the table on.
     table.update_incremental(None).await?;
     let target = auto_target(&table);
+    let read = table.version();
     let (table, metrics) = table
         .optimize()
         .with_target_size(target)
         .with_max_concurrent_tasks(1)
-        .with_commit_properties(commit_properties())
+        .with_commit_properties(commit_properties(read))
         .await?;
     let report = OptimizeReport::from(&metrics);
     Ok((table, report))
@@ -193,11 +195,12 @@ impl Warehouse {
             return Err(Error::UndefinedColumn(format!("OPTIMIZE {name} ZORDER BY: {name} has no column {missing}")));
         }
         let kind = if zorder.is_empty() { OptimizeType::Compact } else { OptimizeType::ZOrder(zorder) };
+        let read = table.version();
         let (_, metrics) = table
             .optimize()
             .with_type(kind)
             .with_session_state(session)
-            .with_commit_properties(commit_properties())
+            .with_commit_properties(commit_properties(read))
             .await?;
         Ok(OptimizeReport::from(&metrics))
     }

@@ -79,7 +79,14 @@ impl InformationSchema {
                 let mut rows: Vec<(String, String, String, i32, bool, DataType)> = Vec::new();
                 for (s, t) in &tables {
                     let name = TableName::new(s, t);
-                    let Some(table) = self.warehouse.load(&name).await? else { continue };
+                    let table = match self.warehouse.load(&name).await {
+                        Ok(Some(table)) => table,
+                        Ok(None) => continue,
+                        // A corrupt table fails where it is read; the listing of every other
+                        // table goes on without its columns.
+                        Err(crate::Error::DataCorrupted(_)) => continue,
+                        Err(e) => return Err(e),
+                    };
                     let arrow = TableProvider::schema(&super::HindsightTable::try_new(&self.warehouse, name, table).await?);
                     for (i, f) in arrow.fields().iter().enumerate() {
                         rows.push((s.clone(), t.clone(), f.name().clone(), i as i32 + 1, f.is_nullable(), f.data_type().clone()));

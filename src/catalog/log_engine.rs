@@ -1,7 +1,8 @@
 //! How delta-rs reads a table's log: its own kernel engine, with reads bounded in memory.
 //!
 //! Owns: the log store every table is opened through (a thin wrapper over the one delta-rs
-//! picks for the URL scheme) and the kernel engine it hands out.
+//! picks for the URL scheme) and the kernel engine it hands out; every commit passes
+//! `rewrites::check` on its way to storage.
 //! Must not: change what is read or written; every other call goes to delta-rs's log store.
 //!
 //! Why: delta-rs's default engine opens up to 1,000 log files at once, and gives each JSON
@@ -95,6 +96,7 @@ impl LogStore for BoundedLogStore {
         commit_or_bytes: CommitOrBytes,
         operation_id: Uuid,
     ) -> Result<(), TransactionError> {
+        super::rewrites::check(self.inner.as_ref(), version, &commit_or_bytes).await?;
         self.inner.write_commit_entry(version, commit_or_bytes, operation_id).await
     }
 
@@ -170,7 +172,46 @@ fn engine_on<E: TaskExecutor>(store: Arc<dyn ObjectStore>, executor: Arc<E>) -> 
         .with_buffer_size(files_at_once)
         .with_batch_size(json_rows)
         .build();
-    Arc::new(BoundedEngine { default: Arc::new(default), json: small_batches.json_handler() })
+    let json = Arc::new(NoEmptyCommits { inner: small_batches.json_handler() });
+    Arc::new(BoundedEngine { default: Arc::new(default), json })
+}
+
+/// The JSON reader, refusing a commit file of 0 bytes. Every Delta commit holds at least one
+/// action; an empty file is a torn write (or someone's `touch`), and delta-rs's reader would
+/// take it for a commit that changed nothing and go on, as if the table were whole.
+struct NoEmptyCommits {
+    inner: Arc<dyn JsonHandler>,
+}
+
+impl JsonHandler for NoEmptyCommits {
+    fn parse_json(
+        &self,
+        json_strings: Box<dyn buoyant_kernel::EngineData>,
+        output_schema: buoyant_kernel::schema::SchemaRef,
+    ) -> buoyant_kernel::DeltaResult<Box<dyn buoyant_kernel::EngineData>> {
+        self.inner.parse_json(json_strings, output_schema)
+    }
+
+    fn read_json_files(
+        &self,
+        files: &[buoyant_kernel::FileMeta],
+        physical_schema: buoyant_kernel::schema::SchemaRef,
+        predicate: Option<buoyant_kernel::expressions::PredicateRef>,
+    ) -> buoyant_kernel::DeltaResult<buoyant_kernel::FileDataReadResultIterator> {
+        if let Some(empty) = files.iter().find(|f| f.size == 0 && f.location.path().contains("/_delta_log/")) {
+            return Err(buoyant_kernel::Error::generic(format!("the log entry {} is empty (0 bytes)", empty.location)));
+        }
+        self.inner.read_json_files(files, physical_schema, predicate)
+    }
+
+    fn write_json_file(
+        &self,
+        path: &Url,
+        data: buoyant_kernel::DeltaResultIterator<'_, buoyant_kernel::FilteredEngineData>,
+        overwrite: bool,
+    ) -> buoyant_kernel::DeltaResult<buoyant_kernel::FileSize> {
+        self.inner.write_json_file(path, data, overwrite)
+    }
 }
 
 struct BoundedEngine {

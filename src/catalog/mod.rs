@@ -10,10 +10,12 @@
 //! latest snapshot (`snapshots.rs`), which an open brings forward by the commits since.
 
 mod compaction;
+mod corruption;
 mod information_schema;
 mod log_engine;
 pub mod metadata;
 mod predicates;
+mod rewrites;
 mod schema;
 mod sink;
 mod snapshots;
@@ -165,10 +167,13 @@ impl Warehouse {
         ]
     }
 
+    /// Where a table lives, as the URL delta-rs opens. With `table_prefix`, the only places a
+    /// name becomes a storage location, and both go through [`storable`].
     pub fn table_url(&self, name: &TableName) -> Result<Url> {
+        storable(name)?;
         self.root
             .join(&format!("{}/{}/", name.schema, name.table))
-            .map_err(|e| Error::Config(format!("table location for {name}: {e}")))
+            .map_err(|e| Error::InvalidName(format!("table {name} has no location in the warehouse: {e}")))
     }
 
     /// The location for a new table. delta-rs wants a local folder to exist before it writes.
@@ -182,8 +187,10 @@ impl Warehouse {
         Ok(url)
     }
 
-    fn table_prefix(&self, name: &TableName) -> Path {
-        self.prefix.clone().join(name.schema.as_str()).clone().join(name.table.as_str())
+    /// Where a table lives, as a path in the warehouse's object store.
+    fn table_prefix(&self, name: &TableName) -> Result<Path> {
+        storable(name)?;
+        Ok(self.prefix.clone().join(name.schema.as_str()).join(name.table.as_str()))
     }
 
     /// Re-reads the table names of every schema from storage.
@@ -220,7 +227,12 @@ impl Warehouse {
     }
 
     pub async fn exists(&self, name: &TableName) -> Result<bool> {
-        self.has_log(&self.table_prefix(name)).await
+        match self.table_prefix(name) {
+            Ok(prefix) => self.has_log(&prefix).await,
+            // A name that cannot be stored names no table.
+            Err(Error::InvalidName(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     async fn has_log(&self, table_dir: &Path) -> Result<bool> {
@@ -256,7 +268,12 @@ impl Warehouse {
         if !SCHEMAS.contains(&name.schema.as_str()) {
             return Err(Error::UndefinedSchema(name.schema.clone()));
         }
-        let incarnation = match self.log_state(&self.table_prefix(name)).await? {
+        let prefix = match self.table_prefix(name) {
+            Ok(p) => p,
+            Err(Error::InvalidName(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let incarnation = match self.log_state(&prefix).await? {
             LogState::Missing => {
                 self.snapshots.forget(name);
                 return Ok(None);
@@ -284,8 +301,10 @@ impl Warehouse {
             Some(cached) => cached,
             None => {
                 let url = self.table_url(name)?;
-                let table =
-                    Box::pin(deltalake::open_table_with_storage_options(url, self.storage_options.clone())).await?;
+                let table = match Box::pin(deltalake::open_table_with_storage_options(url, self.storage_options.clone())).await {
+                    Ok(t) => t,
+                    Err(e) => return Err(self.unreadable(name, e).await),
+                };
                 snapshots::Cached { opened_at: table.version().unwrap_or(0), table }
             }
         };
@@ -357,7 +376,7 @@ impl Warehouse {
         if !self.exists(name).await? {
             return Err(Error::UndefinedTable(name.to_string()));
         }
-        let prefix = self.table_prefix(name);
+        let prefix = self.table_prefix(name)?;
         for sub in [Some("_delta_log"), None] {
             let p = match sub {
                 Some(s) => prefix.clone().join(s),
@@ -369,6 +388,38 @@ impl Warehouse {
         self.names.remove(&name.schema, &name.table);
         self.snapshots.forget(name);
         Ok(())
+    }
+}
+
+/// The longest name a table may have: a folder name, in bytes, on common file systems.
+const MAX_NAME_BYTES: usize = 255;
+
+/// Refuses a table name that cannot be one folder of its schema's folder (42602), and a schema
+/// that is not one of the warehouse's.
+///
+/// Names become folders and URL path segments as they are, so `"../x"` would have left the
+/// warehouse, `"x#y"` would have been cut at the `#` of a URL fragment, and `"a/b"` would have
+/// nested one table in another. A name may hold letters and digits of any script, spaces,
+/// `_`, `-`, `$` and `@` (the last for time travel's `t@v12`), and may not begin with a dot.
+pub fn storable(name: &TableName) -> Result<()> {
+    if !SCHEMAS.contains(&name.schema.as_str()) {
+        return Err(Error::UndefinedSchema(name.schema.clone()));
+    }
+    let t = name.table.as_str();
+    let why = if t.is_empty() {
+        Some("it is empty".to_string())
+    } else if t.len() > MAX_NAME_BYTES {
+        Some(format!("it is {} bytes long, over {MAX_NAME_BYTES}", t.len()))
+    } else if t.starts_with('.') {
+        Some("it begins with a dot".to_string())
+    } else {
+        t.chars()
+            .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '$' | '@' | ' ')))
+            .map(|c| format!("it contains {c:?}; a table name may hold letters, digits, spaces, _, -, $ and @"))
+    };
+    match why {
+        Some(why) => Err(Error::InvalidName(format!("invalid table name \"{t}\" in schema {}: {why}", name.schema))),
+        None => Ok(()),
     }
 }
 

@@ -32,8 +32,14 @@ use super::compaction::AutoCompact;
 /// clients at once all land; delta-rs's default of 15 ran out with 16 clients appending.
 const COMMIT_RETRIES: usize = 1000;
 
-pub(super) fn commit_properties() -> CommitProperties {
-    CommitProperties::default().with_max_retries(COMMIT_RETRIES)
+/// How every commit is made. A commit that rewrites files records the version it read
+/// (`read`), so that `rewrites::check` can refuse it if another commit removed them since.
+pub(super) fn commit_properties(read: Option<u64>) -> CommitProperties {
+    let properties = CommitProperties::default().with_max_retries(COMMIT_RETRIES);
+    match read {
+        Some(v) => properties.with_metadata([("readVersion".to_string(), serde_json::json!(v))]),
+        None => properties,
+    }
 }
 
 /// One writer per table at a time within this server. Concurrent commits to one table would
@@ -186,9 +192,16 @@ impl DataSink for DmlSink {
             .map_err(|_| DataFusionError::Internal("DML sink lock poisoned".into()))?
             .take()
             .ok_or_else(|| DataFusionError::Internal("DML sink executed twice".into()))?;
-        let table = self.table.clone();
+        let mut table = self.table.clone();
         let state = self.state.clone();
         let writing = table_write_lock(&table).await;
+        // A rewrite reads the table as it is now, not as it was planned: a writer (or a
+        // compaction) of this server that held the lock before us has moved it on, and
+        // rewriting files it already replaced would fail with 40001 for nothing.
+        if !matches!(op, DmlOp::Insert { overwrite: false }) {
+            table.update_incremental(None).await.map_err(delta_err)?;
+        }
+        let read = table.version();
         let (written, rows) = match op {
             DmlOp::Insert { overwrite } => {
                 let rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -210,13 +223,13 @@ impl DataSink for DmlSink {
                     .with_input_plan(input)
                     .with_session_state(state)
                     .with_save_mode(mode)
-                    .with_commit_properties(commit_properties())
+                    .with_commit_properties(commit_properties(overwrite.then_some(read).flatten()))
                     .await
                     .map_err(delta_err)?;
                 (written, rows.load(std::sync::atomic::Ordering::Relaxed))
             }
             DmlOp::Delete { predicate } => {
-                let mut builder = table.delete().with_session_state(state).with_commit_properties(commit_properties());
+                let mut builder = table.delete().with_session_state(state).with_commit_properties(commit_properties(read));
                 if let Some(p) = conjunction(predicate) {
                     builder = builder.with_predicate(p);
                 }
@@ -224,7 +237,7 @@ impl DataSink for DmlSink {
                 (written, metrics.num_deleted_rows.unwrap_or(0) as u64)
             }
             DmlOp::Update { predicate, assignments } => {
-                let mut builder = table.update().with_session_state(state).with_commit_properties(commit_properties());
+                let mut builder = table.update().with_session_state(state).with_commit_properties(commit_properties(read));
                 if let Some(p) = conjunction(predicate) {
                     builder = builder.with_predicate(p);
                 }
@@ -246,7 +259,7 @@ impl DataSink for DmlSink {
                     .with_session_state(state)
                     .with_source_alias(SOURCE)
                     .with_target_alias(TARGET)
-                    .with_commit_properties(commit_properties());
+                    .with_commit_properties(commit_properties(read));
                 for clause in clauses {
                     builder = add_merge_clause(builder, clause).map_err(delta_err)?;
                 }

@@ -133,10 +133,9 @@ impl Warehouse {
             .with_version(version);
         match builder.load().await {
             Ok(t) => Ok(Some(t)),
-            Err(e) => Err(Error::VersionUnavailable {
-                table: name.to_string(),
-                version,
-                detail: crate::error::delta_message(&e),
+            Err(e) => Err(match self.first_broken_entry(name).await {
+                Some(detail) => Error::DataCorrupted(format!("table {name} is corrupt: {detail}")),
+                None => Error::VersionUnavailable { table: name.to_string(), version, detail: crate::error::delta_message(&e) },
             }),
         }
     }
@@ -154,7 +153,7 @@ impl Warehouse {
     pub async fn check_readable(&self, name: &TableName, version: u64) -> Result<()> {
         let unavailable = |detail: String| Error::VersionUnavailable { table: name.to_string(), version, detail };
         let table = self.load_at(name, TableAt::Version(version)).await?.ok_or_else(|| Error::UndefinedTable(name.to_string()))?;
-        let prefix = self.table_prefix(name);
+        let prefix = self.table_prefix(name)?;
         let present: std::collections::HashSet<String> = self
             .store
             .list(Some(&prefix))

@@ -232,7 +232,7 @@ pub fn install(ctx: &SessionContext, catalog_name: &str) -> DfResult<()> {
         .catalog(catalog_name)
         .ok_or_else(|| DataFusionError::Internal(format!("no catalog {catalog_name}")))?;
     let inner = Arc::new(pg::PgCatalogSchemaProvider::try_new(
-        ctx.state().catalog_list().clone(),
+        Arc::new(SkipCorrupt(ctx.state().catalog_list().clone())) as Arc<dyn datafusion::catalog::CatalogProviderList>,
         statics.clone(),
         pg::context::EmptyContextProvider,
     )?);
@@ -402,6 +402,57 @@ fn json_value(value: &ScalarValue) -> serde_json::Value {
         v if v.data_type().is_integer() => v.to_string().parse::<i64>().map_or(Value::String(v.to_string()), Value::from),
         v if v.data_type().is_floating() => v.to_string().parse::<f64>().map_or(Value::Null, Value::from),
         v => Value::String(v.to_string()),
+    }
+}
+
+/// The catalogs as pg_catalog lists them (`pg_class`, `pg_attribute`, so psql's `\d`): without
+/// the tables whose log is corrupt, which fail alone, where they are read.
+#[derive(Debug)]
+struct SkipCorrupt<T: ?Sized>(Arc<T>);
+
+impl datafusion::catalog::CatalogProviderList for SkipCorrupt<dyn datafusion::catalog::CatalogProviderList> {
+    fn register_catalog(
+        &self,
+        name: String,
+        catalog: Arc<dyn datafusion::catalog::CatalogProvider>,
+    ) -> Option<Arc<dyn datafusion::catalog::CatalogProvider>> {
+        self.0.register_catalog(name, catalog)
+    }
+
+    fn catalog_names(&self) -> Vec<String> {
+        self.0.catalog_names()
+    }
+
+    fn catalog(&self, name: &str) -> Option<Arc<dyn datafusion::catalog::CatalogProvider>> {
+        self.0.catalog(name).map(|c| Arc::new(SkipCorrupt(c)) as _)
+    }
+}
+
+impl datafusion::catalog::CatalogProvider for SkipCorrupt<dyn datafusion::catalog::CatalogProvider> {
+    fn schema_names(&self) -> Vec<String> {
+        self.0.schema_names()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        self.0.schema(name).map(|s| Arc::new(SkipCorrupt(s)) as _)
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SkipCorrupt<dyn SchemaProvider> {
+    fn table_names(&self) -> Vec<String> {
+        self.0.table_names()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        match self.0.table(name).await {
+            Err(e) if crate::error::datafusion_sqlstate(&e) == "XX001" => Ok(None),
+            other => other,
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.0.table_exist(name)
     }
 }
 

@@ -20,7 +20,7 @@ use pgwire::api::auth::{
 };
 use pgwire::api::ClientInfo;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use pgwire::messages::startup::Authentication;
+use pgwire::messages::startup::{Authentication, PasswordMessageFamily};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use super::cancel::Cancels;
@@ -37,33 +37,67 @@ use crate::sql::settings::PG_VERSION;
 pub struct Shared {
     pub users: Arc<Users>,
     /// None: `trust`, everyone is an admin (only with no users configured).
-    sasl: Option<SaslMechanisms>,
+    sasl: Option<Sasl>,
     driver: AuthDriver<Params>,
     pub cancels: Arc<Cancels>,
     pub limits: Limits,
+    /// Refuse connections that are not TLS (`[tls] require`, or client certificates).
+    require_tls: bool,
+}
+
+/// SCRAM as offered to a plaintext connection, and to a TLS one (which also gets
+/// SCRAM-SHA-256-PLUS: channel binding hashes the server certificate, which a plaintext
+/// connection never saw; offering it there made libpq refuse to connect with
+/// `sslmode=disable`).
+struct Sasl {
+    plain: SaslMechanisms,
+    tls: SaslMechanisms,
 }
 
 impl Shared {
-    /// `cert_pem`: the TLS certificate, which turns on SCRAM-SHA-256-PLUS (channel binding).
-    pub fn new(users: Users, cert_pem: Option<&[u8]>, limits: Limits) -> Result<Self> {
+    /// `cert_pem`: the TLS certificate, which turns on SCRAM-SHA-256-PLUS (channel binding) for
+    /// TLS connections; `require_tls` refuses the others.
+    pub fn new(users: Users, cert_pem: Option<&[u8]>, require_tls: bool, limits: Limits) -> Result<Self> {
         let users = Arc::new(users);
-        let sasl = if users.is_empty() {
-            None
-        } else {
+        let scram = |pem: Option<&[u8]>| -> Result<SaslMechanisms> {
             let mut scram = ScramAuth::new(Arc::new(ScramSource::new(users.clone())));
             scram.set_iterations(crate::security::scram::ITERATIONS);
-            if let Some(pem) = cert_pem {
+            if let Some(pem) = pem {
                 scram
                     .configure_certificate(pem)
                     .map_err(|e| crate::Error::Config(format!("TLS: channel binding: {e}")))?;
             }
-            Some(SaslMechanisms::new(vec![Arc::new(scram)]))
+            Ok(SaslMechanisms::new(vec![Arc::new(scram)]))
         };
+        let sasl = if users.is_empty() { None } else { Some(Sasl { plain: scram(None)?, tls: scram(cert_pem)? }) };
         let params = Params { base: parameters(), users: users.clone() };
         // No pgwire connection manager: cancel requests go through `Cancels` (see cancel.rs).
         let driver = AuthDriver::new(params);
-        Ok(Self { users, sasl, driver, cancels: Arc::default(), limits })
+        Ok(Self { users, sasl, driver, cancels: Arc::default(), limits, require_tls })
     }
+}
+
+/// Whether a password message can be decoded without pgwire panicking on it: pgwire reads a
+/// SASLInitialResponse's mechanism name, then a length and that many bytes, without checking
+/// that they are there ("split_to out of bounds").
+fn well_formed(message: &PgWireFrontendMessage) -> bool {
+    let PgWireFrontendMessage::PasswordMessageFamily(PasswordMessageFamily::Raw(body)) = message else { return true };
+    // Passwords are only ever exchanged by SCRAM here. Its first message is the mechanism's
+    // name, a NUL, a length and that many bytes; its later ones are text without a NUL.
+    if body.is_empty() {
+        return false;
+    }
+    let Some(nul) = body.iter().position(|b| *b == 0) else { return true };
+    let rest = &body[nul + 1..];
+    if rest.len() < 4 {
+        return false;
+    }
+    let len = i32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+    len == -1 || (len >= 0 && len as usize <= rest.len() - 4)
+}
+
+fn protocol_violation(message: &str) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), "08P01".into(), message.into())))
 }
 
 fn parameters() -> DefaultServerParameterProvider {
@@ -99,20 +133,46 @@ impl StartupHandler for Connection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let shared = self.shared();
+        if !well_formed(&message) {
+            METRICS.auth_failures.inc();
+            return Err(protocol_violation("invalid SASL message: malformed SASLInitialResponse"));
+        }
         let outcome = match message {
             PgWireFrontendMessage::Startup(ref startup) => {
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
+                if shared.require_tls && !client.is_secure() {
+                    METRICS.auth_failures.inc();
+                    let user = client.metadata().get("user").cloned().unwrap_or_default();
+                    return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                        "FATAL".into(),
+                        "28000".into(),
+                        format!(
+                            "no encryption: this server accepts only TLS connections (user \"{user}\" from {}); \
+                             connect with sslmode=require or stronger",
+                            client.socket_addr().ip()
+                        ),
+                    ))));
+                }
                 if let Some(app) = client.metadata().get("application_name") {
                     self.session().settings().set("application_name", app.clone());
                 }
                 match &shared.sasl {
                     None => Ok(AuthOutcome::Authenticated { identity: None, final_message: None }),
-                    Some(sasl) => shared.driver.begin_authentication(client, sasl.create()).await,
+                    Some(sasl) => {
+                        let offered = if client.is_secure() { &sasl.tls } else { &sasl.plain };
+                        shared.driver.begin_authentication(client, offered.create()).await
+                    }
                 }
             }
             PgWireFrontendMessage::PasswordMessageFamily(message) => {
-                shared.driver.advance_authentication(client, message).await
+                // A panic in the exchange is a malformed message (pgwire decodes some fields
+                // unchecked); it ends this connection's startup, nothing else.
+                use futures::FutureExt;
+                match std::panic::AssertUnwindSafe(shared.driver.advance_authentication(client, message)).catch_unwind().await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(protocol_violation("invalid SASL message")),
+                }
             }
             _ => return Ok(()),
         };
