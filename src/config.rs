@@ -133,7 +133,7 @@ impl Config {
             .parse()
             .map_err(|e| Error::Config(format!("listen address {listen:?}: {e}")))?;
         let mut tls = match (overrides.tls_cert, overrides.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsConfig { cert, key, require: false, client_ca: None }),
+            (Some(cert), Some(key)) => Some(TlsConfig::new(cert, key)),
             (None, None) => file.tls,
             _ => return Err(Error::Config("--tls-cert and --tls-key go together".into())),
         };

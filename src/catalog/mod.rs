@@ -190,7 +190,12 @@ impl Warehouse {
     /// Where a table lives, as a path in the warehouse's object store.
     fn table_prefix(&self, name: &TableName) -> Result<Path> {
         storable(name)?;
-        Ok(self.prefix.clone().join(name.schema.as_str()).join(name.table.as_str()))
+        // Parsed, not joined: `join` percent-encodes every non-ASCII byte, which the local store
+        // then takes literally, so `"名前"` was created in one folder and looked up in another.
+        // `storable` leaves nothing in the name that a path would read as structure.
+        Path::parse(format!("{}/{}", name.schema, name.table))
+            .map(|p| self.prefix.parts().chain(p.parts()).collect())
+            .map_err(|e| Error::InvalidName(format!("table {name} has no path in the warehouse: {e}")))
     }
 
     /// Re-reads the table names of every schema from storage.
@@ -366,7 +371,13 @@ impl Warehouse {
                     Error::DuplicateTable(name.to_string())
                 }
                 other => other.into(),
-            })?;
+            });
+        let table = match table {
+            Ok(t) => t,
+            // delta-rs's "table already exists" has no public type; the table being there says it.
+            Err(_) if self.exists(name).await.unwrap_or(false) => return Err(Error::DuplicateTable(name.to_string())),
+            Err(e) => return Err(e),
+        };
         self.names.add(&name.schema, &name.table);
         Ok(table)
     }

@@ -30,6 +30,13 @@ pub struct TlsConfig {
     pub client_ca: Option<PathBuf>,
 }
 
+impl TlsConfig {
+    /// TLS that plaintext connections may still do without, and no client certificates.
+    pub fn new(cert: PathBuf, key: PathBuf) -> Self {
+        Self { cert, key, require: false, client_ca: None }
+    }
+}
+
 /// What the server needs from a TLS setup: the acceptor, the certificate's PEM for SCRAM's
 /// channel binding (SCRAM-SHA-256-PLUS hashes the server certificate), and whether plaintext
 /// connections are refused.

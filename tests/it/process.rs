@@ -11,10 +11,16 @@ pub(crate) fn free_port() -> u16 {
 }
 
 pub(crate) fn spawn(warehouse: &std::path::Path, port: u16) -> Child {
+    spawn_with(warehouse, port, &[], Stdio::null())
+}
+
+/// `hindsight serve` with more flags, its log going to `stderr`.
+pub(crate) fn spawn_with(warehouse: &std::path::Path, port: u16, flags: &[&str], stderr: impl Into<Stdio>) -> Child {
     Command::new(env!("CARGO_BIN_EXE_hindsight"))
         .args(["serve", "--warehouse", warehouse.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+        .args(flags)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start hindsight")
 }

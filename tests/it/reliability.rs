@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::connect;
-use crate::process::{KillOnDrop, free_port, spawn, wait_ready};
+use crate::process::{KillOnDrop, free_port, spawn, spawn_with, wait_ready};
 
 /// Statement `s` of a client: even ones INSERT three rows, odd ones COPY three rows in.
 async fn write(c: &tokio_postgres::Client, client: usize, s: usize) -> Result<(), tokio_postgres::Error> {
@@ -134,39 +134,124 @@ fn rss_mib(pid: u32) -> u64 {
         .map_or(0, |kb| kb / 1024)
 }
 
+/// Rows the Delta log says a table's latest version holds: `numRecords` of its live files.
+fn rows_in_log(warehouse: &std::path::Path, table: &str) -> (usize, u64) {
+    let log = warehouse.join("public").join(table).join("_delta_log");
+    let mut entries: Vec<_> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    entries.sort();
+    let mut live: HashMap<String, u64> = HashMap::new();
+    for entry in entries {
+        for line in std::fs::read_to_string(entry).unwrap().lines() {
+            let action: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(add) = action.get("add") {
+                let stats: serde_json::Value = serde_json::from_str(add["stats"].as_str().unwrap_or("{}")).unwrap_or_default();
+                live.insert(add["path"].as_str().unwrap().to_string(), stats["numRecords"].as_u64().unwrap_or(0));
+            } else if let Some(path) = action.pointer("/remove/path").and_then(|p| p.as_str()) {
+                live.remove(path);
+            }
+        }
+    }
+    (live.len(), live.values().sum())
+}
+
+/// Commits of one operation in a table's log.
+fn commits_of(warehouse: &std::path::Path, table: &str, operation: &str) -> usize {
+    let log = warehouse.join("public").join(table).join("_delta_log");
+    std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter(|p| std::fs::read_to_string(p).unwrap().contains(&format!("\"operation\":\"{operation}\"")))
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixty_four_clients_of_mixed_reads_and_writes() {
+async fn two_servers_appending_under_background_compaction_keep_every_row_once() {
+    const CLIENTS: i64 = 8;
+    const EACH: i64 = 25;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Default settings: each server compacts a table once writes leave it 50 small files.
+    let ports = [free_port(), free_port()];
+    let _servers = ports.map(|p| KillOnDrop(spawn(dir.path(), p)));
+    let first = wait_ready(ports[0]).await;
+    let _ = wait_ready(ports[1]).await;
+    first.batch_execute("CREATE TABLE a (id BIGINT)").await.unwrap();
+    let mut tasks = Vec::new();
+    for client in 0..CLIENTS {
+        let port = ports[client as usize % 2];
+        tasks.push(tokio::spawn(async move {
+            let c = connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
+            let mut acked = 0;
+            for i in 0..EACH {
+                c.execute("INSERT INTO a VALUES ($1)", &[&(client * 1000 + i)]).await.expect("an append");
+                acked += 1;
+            }
+            acked
+        }));
+    }
+    let mut acked = 0;
+    for t in tasks {
+        acked += t.await.unwrap();
+    }
+    // Let the last compactions finish; every moment of the log must hold each row once anyway.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (files, logged) = rows_in_log(dir.path(), "a");
+    let optimized = commits_of(dir.path(), "a", "OPTIMIZE");
+    for port in ports {
+        let c = connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
+        let row = c.query_one("SELECT count(*), count(DISTINCT id) FROM a", &[]).await.unwrap();
+        assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (acked, acked), "server on {port}");
+    }
+    eprintln!("two servers: {acked} appends acknowledged, {logged} rows in {files} live files by the Delta log, {optimized} compactions");
+    assert_eq!(logged, acked as u64);
+    assert!(optimized >= 1, "no compaction ran: the test did not test what it is for");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_clients_of_mixed_reads_and_writes_on_two_servers() {
     const CLIENTS: usize = 64;
     const TABLES: usize = 8;
     // 40 s in CI; HINDSIGHT_SOAK_SECS runs it longer by hand.
     let run = Duration::from_secs(std::env::var("HINDSIGHT_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(40));
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let server = KillOnDrop(spawn(dir.path(), port));
-    let c = wait_ready(port).await;
+    // Two servers on one warehouse, each compacting in the background (at 10 small files, so
+    // that compactions from both race over the same tables within the run).
+    let ports = [free_port(), free_port()];
+    let servers = ports.map(|p| KillOnDrop(spawn_with(dir.path(), p, &["--auto-compact-files", "10"], std::process::Stdio::null())));
+    let c = wait_ready(ports[0]).await;
+    let _ = wait_ready(ports[1]).await;
     for t in 0..TABLES {
         c.batch_execute(&format!("CREATE TABLE m{t} (id BIGINT, client BIGINT, x DOUBLE PRECISION, tag TEXT)")).await.expect("create");
         c.batch_execute(&format!("INSERT INTO m{t} SELECT value, -1, value / 7.0, 'seed' FROM generate_series(1, 5000)")).await.expect("seed");
     }
     drop(c);
-    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
     let start = Instant::now();
     let mut tasks = Vec::new();
     for client in 0..CLIENTS {
+        let addr = format!("127.0.0.1:{}", ports[client % 2]).parse().expect("addr");
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(client as u64);
             let c = connect(addr).await;
             let point = c.prepare("SELECT x, tag FROM m0 WHERE id = $1").await.expect("prepare");
-            let (mut statements, mut writes) = (0u64, 0u64);
+            let (mut statements, mut written) = (0u64, vec![0i64; TABLES]);
             while start.elapsed() < run {
                 let t = rng.random_range(0..TABLES);
                 let r = match rng.random_range(0..10) {
                     0 | 1 => {
-                        writes += 1;
-                        let id = rng.random_range(0..1_000_000i64);
-                        c.execute(&format!("INSERT INTO m{t} VALUES ($1, $2, $3, 'w')"), &[&id, &(client as i64), &(id as f64)])
+                        // Unique per client and table, so that every acknowledged row can be found once.
+                        let id = 10_000_000 + (client as i64) * 100_000 + written[t];
+                        let r = c
+                            .execute(&format!("INSERT INTO m{t} VALUES ($1, $2, $3, 'w')"), &[&id, &(client as i64), &(id as f64)])
                             .await
-                            .map(|n| assert_eq!(n, 1))
+                            .map(|n| assert_eq!(n, 1));
+                        if r.is_ok() {
+                            written[t] += 1;
+                        }
+                        r
                     }
                     2 => c.query(&format!("SELECT count(*), sum(x) FROM m{t}"), &[]).await.map(|r| assert_eq!(r.len(), 1)),
                     3 => c.query(&format!("SELECT tag, count(*), avg(x) FROM m{t} GROUP BY tag ORDER BY tag"), &[]).await.map(|_| ()),
@@ -180,39 +265,56 @@ async fn sixty_four_clients_of_mixed_reads_and_writes() {
                 }
                 statements += 1;
             }
-            (statements, writes)
+            (statements, written)
         }));
     }
-    // Memory once the clients are warmed up, then at the end.
-    let pid = server.0.id();
+    // Memory once the clients are warmed up, then at the end, of both servers.
+    let pids = [servers[0].0.id(), servers[1].0.id()];
     tokio::time::sleep(run / 6).await;
-    let warm = rss_mib(pid);
+    let warm = pids.map(rss_mib);
     let mut samples = Vec::new();
     while start.elapsed() < run {
-        samples.push(rss_mib(pid));
+        samples.push(pids.map(rss_mib));
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let (mut statements, mut writes) = (0, 0);
+    let (mut statements, mut written) = (0, vec![0i64; TABLES]);
     for t in tasks {
         let (s, w) = t.await.expect("client task");
         statements += s;
-        writes += w;
+        for (sum, n) in written.iter_mut().zip(w) {
+            *sum += n;
+        }
     }
-    eprintln!("soak RSS samples (MiB, every 0.5 s): {samples:?}");
-    let last = samples.iter().rev().take(5).sum::<u64>() / samples.len().clamp(1, 5) as u64;
-    let peak = samples.iter().copied().max().unwrap_or(0);
+    eprintln!("soak RSS samples (MiB per server, every 0.5 s): {samples:?}");
+    let writes: i64 = written.iter().sum();
+    for (i, port) in ports.iter().enumerate() {
+        let last = samples.iter().rev().take(5).map(|s| s[i]).sum::<u64>() / samples.len().clamp(1, 5) as u64;
+        let peak = samples.iter().map(|s| s[i]).max().unwrap_or(0);
+        eprintln!(
+            "soak, server on {port}: RSS {} MiB warm, {last} MiB at the end, {peak} MiB peak",
+            warm[i]
+        );
+        // What may grow: DataFusion's Parquet footer and file statistics caches, shared by all
+        // connections and bounded at 50 + 20 MiB, as the writes add files. Nothing else may.
+        if cfg!(target_os = "linux") {
+            assert!(last < warm[i] + 80, "server on {port}: memory grew from {} MiB to {last} MiB", warm[i]);
+        }
+    }
+    // Every acknowledged write is there exactly once, read through either server.
+    let c = connect(format!("127.0.0.1:{}", ports[1]).parse().unwrap()).await;
+    let mut compactions = 0;
+    for (t, n) in written.iter().enumerate() {
+        let row = c
+            .query_one(&format!("SELECT count(*), count(DISTINCT id) FROM m{t} WHERE client >= 0"), &[])
+            .await
+            .expect("still serving");
+        assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (*n, *n), "table m{t}");
+        assert_eq!(c.query_one(&format!("SELECT count(*) FROM m{t} WHERE client = -1"), &[]).await.unwrap().get::<_, i64>(0), 5000);
+        compactions += commits_of(dir.path(), &format!("m{t}"), "OPTIMIZE");
+    }
     eprintln!(
-        "soak: {CLIENTS} clients for {:?}: {statements} statements ({writes} writes), 0 errors; RSS {warm} MiB warm, {last} MiB at the end, {peak} MiB peak",
-        run
+        "soak: {CLIENTS} clients on 2 servers for {run:?}: {statements} statements ({writes} writes, each found once), 0 errors; {compactions} compactions"
     );
-    // What may grow: DataFusion's Parquet footer and file statistics caches, shared by all
-    // connections and bounded at 50 + 20 MiB, as the writes add files. Nothing else may.
-    if cfg!(target_os = "linux") {
-        assert!(last < warm + 80, "server memory grew from {warm} MiB to {last} MiB");
-    }
-    let c = connect(addr).await;
-    let rows = c.query("SELECT count(*) FROM m0", &[]).await.expect("still serving");
-    assert!(rows[0].get::<_, i64>(0) >= 5000);
 }
 
 /// One fuzz case: bytes a broken or hostile client sends, possibly after a valid startup.

@@ -117,17 +117,17 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn tls() -> Tls {
-    Tls::load(&TlsConfig { cert: fixture("server.pem"), key: fixture("server.key") }).expect("TLS fixtures load")
+    Tls::load(&TlsConfig::new(fixture("server.pem"), fixture("server.key"))).expect("TLS fixtures load")
 }
 
 #[test]
 fn tls_takes_pkcs8_and_rsa_keys_and_refuses_a_bad_setup() {
-    Tls::load(&TlsConfig { cert: fixture("server-rsa.pem"), key: fixture("server-rsa.key") }).expect("RSA (PKCS#1) key");
-    let mismatched = Tls::load(&TlsConfig { cert: fixture("server.pem"), key: fixture("server-rsa.key") });
+    Tls::load(&TlsConfig::new(fixture("server-rsa.pem"), fixture("server-rsa.key"))).expect("RSA (PKCS#1) key");
+    let mismatched = Tls::load(&TlsConfig::new(fixture("server.pem"), fixture("server-rsa.key")));
     assert!(mismatched.is_err(), "a key that is not the certificate's was accepted");
-    let missing = Tls::load(&TlsConfig { cert: fixture("nope.pem"), key: fixture("server.key") });
+    let missing = Tls::load(&TlsConfig::new(fixture("nope.pem"), fixture("server.key")));
     assert!(missing.err().map(|e| e.to_string()).unwrap_or_default().contains("nope.pem"));
-    let not_a_cert = Tls::load(&TlsConfig { cert: fixture("server.key"), key: fixture("server.key") });
+    let not_a_cert = Tls::load(&TlsConfig::new(fixture("server.key"), fixture("server.key")));
     assert!(not_a_cert.is_err());
 }
 
