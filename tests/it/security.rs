@@ -175,6 +175,60 @@ async fn psql_connects_over_tls_with_verify_full_and_channel_binding() {
     assert!(mismatch.expect_err("a certificate for another name was accepted").contains("does not match host name"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_clients_are_not_offered_channel_binding_and_tls_can_be_required() {
+    // With TLS configured but not required, a plaintext client logs in with SCRAM-SHA-256: the
+    // -PLUS variant needs the TLS session it would bind to, and libpq refuses a server that
+    // offers it over plaintext.
+    let open = TestServer::start_with(|s| s.with_users(users()).with_tls(tls())).await;
+    let plain = format!("host=127.0.0.1 port={} user=alice dbname=hindsight sslmode=disable", open.addr.port());
+    let Some(r) = psql(plain, "wonderland", "SELECT 1").await else { return };
+    assert_eq!(r.expect("a plaintext login").trim(), "1");
+
+    // Required: plaintext is refused with 28000 before any password is asked for.
+    let mut required = TlsConfig::new(fixture("server.pem"), fixture("server.key"));
+    required.require = true;
+    let strict = TestServer::start_with(move |s| s.with_users(users()).with_tls(Tls::load(&required).unwrap())).await;
+    let port = strict.addr.port();
+    let refused = psql(format!("host=127.0.0.1 port={port} user=alice dbname=hindsight sslmode=disable"), "wonderland", "SELECT 1").await.unwrap();
+    let refused = refused.expect_err("a plaintext connection got in");
+    assert!(refused.contains("TLS"), "{refused}");
+    let url = format!("host=127.0.0.1 port={port} user=alice password=wonderland dbname=hindsight");
+    let e = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.map(|_| ()).expect_err("plaintext");
+    assert_eq!(e.code().map(|c| c.code()), Some("28000"));
+    let ca = fixture("ca.pem");
+    let tls_url = format!("host=localhost port={port} user=alice dbname=hindsight sslmode=verify-full sslrootcert={}", ca.display());
+    assert_eq!(psql(tls_url, "wonderland", "SELECT 2").await.unwrap().expect("over TLS").trim(), "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_signed_by_the_configured_ca_are_required() {
+    let mut config = TlsConfig::new(fixture("server.pem"), fixture("server.key"));
+    config.client_ca = Some(fixture("client-ca.pem"));
+    let server = TestServer::start_with(move |s| s.with_users(users()).with_tls(Tls::load(&config).unwrap())).await;
+    let port = server.addr.port();
+    // libpq wants a client key only its owner can read.
+    let keys = tempfile::tempdir().unwrap();
+    let key = |name: &str| {
+        let to = keys.path().join(name);
+        std::fs::copy(fixture(name), &to).unwrap();
+        #[cfg(unix)]
+        std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        to
+    };
+    let ca = fixture("ca.pem");
+    let base = format!("host=localhost port={port} user=alice dbname=hindsight sslmode=verify-full sslrootcert={}", ca.display());
+    let with = |cert: &str, key_file: &std::path::Path| format!("{base} sslcert={} sslkey={}", fixture(cert).display(), key_file.display());
+    let Some(r) = psql(with("client.pem", &key("client.key")), "wonderland", "SELECT 3").await else { return };
+    assert_eq!(r.expect("a client certificate from the CA").trim(), "3");
+    let stranger = psql(with("stranger.pem", &key("stranger.key")), "wonderland", "SELECT 3").await.unwrap();
+    assert!(stranger.is_err(), "a certificate from another CA got in");
+    let without = psql(format!("{base} sslcert=/nonexistent sslkey=/nonexistent"), "wonderland", "SELECT 3").await.unwrap();
+    assert!(without.is_err(), "a connection without a certificate got in");
+    let plain = psql(format!("host=127.0.0.1 port={port} user=alice dbname=hindsight sslmode=disable"), "wonderland", "SELECT 3").await.unwrap();
+    assert!(plain.is_err(), "a plaintext connection got around the certificate");
+}
+
 /// Server-side files: admins only, inside `file_directories` only, `..` and links resolved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_to_and_from_server_files_is_confined() {
