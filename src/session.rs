@@ -165,6 +165,7 @@ impl Session {
             ctx.register_udaf(udaf);
         }
         crate::limits::functions::install(&ctx, &pool);
+        crate::limits::functions::install_aggregates(&ctx, &pool);
         #[cfg(debug_assertions)]
         ctx.register_udf(debug_panic_udf());
         ctx.register_udtf(
@@ -476,6 +477,8 @@ impl Session {
         if let Some(what) = write_kind(&plan) {
             self.check_writable(&what)?;
         }
+        // Until the statement's stream exists (its operators take the batch size then).
+        let _batches = self.batch_size_for(crate::limits::memory::constant_bytes(&plan));
         match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
                 let name = self.resolve(&create.name)?;
@@ -524,6 +527,17 @@ impl Session {
                 Ok(Output::Rows(df.execute_stream().await?))
             }
         }
+    }
+
+    /// Runs the statement being planned in smaller batches if its constants are large
+    /// (`limits::memory::batch_size_for_constants`); the session's own batch size is back when
+    /// the guard is dropped.
+    fn batch_size_for(&self, constants: usize) -> Option<BatchSizeGuard<'_>> {
+        let current = self.ctx.state().config().options().execution.batch_size;
+        let smaller = crate::limits::memory::batch_size_for_constants(constants, current.get());
+        let smaller = datafusion::config::ConfigNonZeroUsize::try_new(smaller).ok().filter(|s| s.get() != current.get())?;
+        self.ctx.state_ref().write().config_mut().options_mut().execution.batch_size = smaller;
+        Some(BatchSizeGuard { ctx: &self.ctx, restore: current })
     }
 
     /// CREATE TABLE ... AS SELECT: the table and its rows appear in one Delta commit.
@@ -732,6 +746,18 @@ impl Session {
             schema,
             vec![Arc::new(StringArray::from(schemas)), Arc::new(StringArray::from(names))],
         )?)
+    }
+}
+
+/// Puts a session's batch size back (see `Session::batch_size_for`).
+struct BatchSizeGuard<'a> {
+    ctx: &'a SessionContext,
+    restore: datafusion::config::ConfigNonZeroUsize,
+}
+
+impl Drop for BatchSizeGuard<'_> {
+    fn drop(&mut self) {
+        self.ctx.state_ref().write().config_mut().options_mut().execution.batch_size = self.restore;
     }
 }
 

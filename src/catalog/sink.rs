@@ -14,6 +14,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchemaRef};
 use datafusion::datasource::sink::DataSink;
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, SessionState, TaskContext};
 use datafusion::logical_expr::dml::{MergeIntoAction, MergeIntoClause};
 use datafusion::logical_expr::{Expr, utils::conjunction};
@@ -184,7 +185,7 @@ impl DataSink for DmlSink {
     async fn write_all(
         &self,
         data: SendableRecordBatchStream,
-        _context: &Arc<TaskContext>,
+        context: &Arc<TaskContext>,
     ) -> DfResult<u64> {
         let op = self
             .op
@@ -252,7 +253,16 @@ impl DataSink for DmlSink {
                 // source is the batch of late labels or updates, not the table it lands in.
                 let ctx = SessionContext::new_with_state(state.as_ref().clone());
                 let schema = data.schema();
-                let batches: Vec<_> = futures::TryStreamExt::try_collect(data).await?;
+                // Counted against the memory pool while it is held: a MERGE source that does not
+                // fit fails with 53200 rather than taking the server's memory.
+                let reservation = MemoryConsumer::new("MERGE source").register(context.memory_pool());
+                let mut batches = Vec::new();
+                let mut data = data;
+                while let Some(batch) = futures::StreamExt::next(&mut data).await {
+                    let batch = batch?;
+                    reservation.try_grow(batch.get_array_memory_size())?;
+                    batches.push(batch);
+                }
                 let source = ctx.read_table(Arc::new(MemTable::try_new(schema, vec![batches])?))?;
                 let mut builder = table
                     .merge(source, on)

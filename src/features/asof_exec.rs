@@ -28,6 +28,7 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{HashMap, Result as DfResult};
 use datafusion::common::runtime::SpawnedTask;
 use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -206,6 +207,8 @@ struct LeftIndex {
     value: Vec<i64>,
     /// The left row (numbered across batches) of each entry.
     row: Vec<u32>,
+    /// The index's share of the session's memory pool, held as long as the index.
+    _reservation: MemoryReservation,
 }
 
 impl LeftIndex {
@@ -215,11 +218,16 @@ impl LeftIndex {
         let mut batches = Vec::new();
         let (mut of_group, mut value, mut row) = (Vec::<u32>::new(), Vec::<i64>::new(), Vec::<u32>::new());
         let mut numbered: usize = 0;
+        // The spine is held whole: it is counted against the memory pool as it is read, so a
+        // spine too large fails with 53200 instead of taking the server's memory.
+        let reservation = MemoryConsumer::new("AsofJoinExec (left side)").register(ctx.memory_pool());
         for p in 0..left.output_partitioning().partition_count() {
             let mut stream = left.execute(p, ctx.clone())?;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 let (keys, key_arrays) = key_rows(&on.left_keys, &batch, &conv)?;
+                // The batch, its key rows, and an entry (value, row, group) per row.
+                reservation.try_grow(batch.get_array_memory_size() + keys.size() + batch.num_rows() * 16)?;
                 let values = as_i64(&on.left_match, &batch)?;
                 let values = values.as_primitive::<Int64Type>();
                 for i in 0..batch.num_rows() {
@@ -260,7 +268,7 @@ impl LeftIndex {
             entries[start[g]..start[g + 1]].sort_unstable();
         }
         let (value, row) = entries.into_iter().unzip();
-        Ok(Self { batches, groups, start, value, row })
+        Ok(Self { batches, groups, start, value, row, _reservation: reservation })
     }
 
     fn entries(&self) -> usize {

@@ -234,7 +234,9 @@ impl Capped {
             ))));
         }
         let reservation = MemoryConsumer::new(format!("{}()", self.inner.name())).register(&self.pool);
-        reservation.try_grow(usize::try_from(size.total).unwrap_or(usize::MAX))?;
+        // Twice the output: DataFusion's kernels build a value (`str::repeat`) and then copy it
+        // into the array, so both exist for a moment. `tie` keeps only the output's size.
+        reservation.try_grow(usize::try_from(size.total.saturating_mul(2)).unwrap_or(usize::MAX))?;
         Ok(reservation)
     }
 }
@@ -380,5 +382,212 @@ mod tests {
         assert!(slice.is_null(0));
         drop(slice);
         assert_eq!(pool.reserved(), 0);
+    }
+}
+
+/// Aggregates whose one result grows with their input: checked before each batch grows them.
+const GUARDED_AGGREGATES: &[&str] = &["string_agg", "array_agg"];
+
+/// Replaces `string_agg` and `array_agg` by versions that refuse to grow one result past
+/// `limit` bytes (see [`GuardedAggregate`]).
+pub fn install_aggregates(ctx: &datafusion::prelude::SessionContext, pool: &Arc<dyn MemoryPool>) {
+    let limit = aggregate_limit(pool);
+    let registered = ctx.state().aggregate_functions().clone();
+    for name in GUARDED_AGGREGATES {
+        if let Some(inner) = registered.get(*name) {
+            ctx.register_udaf(datafusion::logical_expr::AggregateUDF::new_from_impl(GuardedAggregate { inner: inner.clone(), limit }));
+        }
+    }
+}
+
+/// The largest single aggregate result: PostgreSQL's 1 GB, or a quarter of the memory pool if
+/// that is less (a result may double as it grows, and the pool must hold the rest too).
+fn aggregate_limit(pool: &Arc<dyn MemoryPool>) -> usize {
+    let quarter = match pool.memory_limit() {
+        datafusion::execution::memory_pool::MemoryLimit::Finite(b) => b / 4,
+        _ => usize::MAX,
+    };
+    (MAX_VALUE_BYTES as usize).min(quarter)
+}
+
+/// An aggregate whose state may not grow past `limit`.
+///
+/// `string_agg` without GROUP BY appends to one string, which doubles its capacity as it goes,
+/// and DataFusion asks the memory pool only after a batch was added: a 10 GB `string_agg` in a
+/// 2 GiB pool held 4 GiB (the old string and its doubled copy) before it was told no. Here each
+/// batch is judged before it is added, as if the state doubled, and a result that would pass
+/// `limit` fails with 54000 as PostgreSQL's does past 1 GB.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct GuardedAggregate {
+    inner: Arc<datafusion::logical_expr::AggregateUDF>,
+    limit: usize,
+}
+
+impl GuardedAggregate {
+    fn wrap(&self, inner: Arc<dyn datafusion::logical_expr::AggregateUDFImpl>) -> Arc<dyn datafusion::logical_expr::AggregateUDFImpl> {
+        Arc::new(Self { inner: Arc::new(datafusion::logical_expr::AggregateUDF::new_from_shared_impl(inner)), limit: self.limit })
+    }
+}
+
+impl datafusion::logical_expr::AggregateUDFImpl for GuardedAggregate {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn schema_name(&self, params: &datafusion::logical_expr::expr::AggregateFunctionParams) -> DfResult<String> {
+        self.inner.inner().schema_name(params)
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field(&self, arg_fields: &[FieldRef]) -> DfResult<FieldRef> {
+        self.inner.return_field(arg_fields)
+    }
+
+    fn is_nullable(&self) -> bool {
+        self.inner.is_nullable()
+    }
+
+    fn accumulator(
+        &self,
+        acc_args: datafusion::logical_expr::function::AccumulatorArgs,
+    ) -> DfResult<Box<dyn datafusion::logical_expr::Accumulator>> {
+        Ok(Box::new(GuardedAccumulator { name: self.name().to_string(), inner: self.inner.accumulator(acc_args)?, limit: self.limit }))
+    }
+
+    fn state_fields(&self, args: datafusion::logical_expr::function::StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
+        self.inner.state_fields(args)
+    }
+
+    fn groups_accumulator_supported(&self, args: datafusion::logical_expr::function::AccumulatorArgs) -> bool {
+        self.inner.groups_accumulator_supported(args)
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: datafusion::logical_expr::function::AccumulatorArgs,
+    ) -> DfResult<Box<dyn datafusion::logical_expr::GroupsAccumulator>> {
+        self.inner.create_groups_accumulator(args)
+    }
+
+    fn create_sliding_accumulator(
+        &self,
+        args: datafusion::logical_expr::function::AccumulatorArgs,
+    ) -> DfResult<Box<dyn datafusion::logical_expr::Accumulator>> {
+        self.inner.create_sliding_accumulator(args)
+    }
+
+    fn with_beneficial_ordering(
+        self: Arc<Self>,
+        beneficial_ordering: bool,
+    ) -> DfResult<Option<Arc<dyn datafusion::logical_expr::AggregateUDFImpl>>> {
+        Ok(self.inner.inner().clone().with_beneficial_ordering(beneficial_ordering)?.map(|i| self.wrap(i)))
+    }
+
+    fn order_sensitivity(&self) -> datafusion::logical_expr::utils::AggregateOrderSensitivity {
+        self.inner.inner().order_sensitivity()
+    }
+
+    fn simplify(&self) -> Option<datafusion::logical_expr::function::AggregateFunctionSimplification> {
+        self.inner.simplify()
+    }
+
+    fn reverse_expr(&self) -> datafusion::logical_expr::ReversedUDAF {
+        match self.inner.reverse_udf() {
+            datafusion::logical_expr::ReversedUDAF::Reversed(r) => {
+                datafusion::logical_expr::ReversedUDAF::Reversed(Arc::new(datafusion::logical_expr::AggregateUDF::new_from_shared_impl(self.wrap(r.inner().clone()))))
+            }
+            other => other,
+        }
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn default_value(&self, data_type: &DataType) -> DfResult<ScalarValue> {
+        self.inner.default_value(data_type)
+    }
+
+    fn supports_null_handling_clause(&self) -> bool {
+        self.inner.supports_null_handling_clause()
+    }
+
+    fn supports_within_group_clause(&self) -> bool {
+        self.inner.supports_within_group_clause()
+    }
+
+    fn is_descending(&self) -> Option<bool> {
+        self.inner.is_descending()
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.documentation()
+    }
+}
+
+/// The accumulator of a [`GuardedAggregate`].
+#[derive(Debug)]
+struct GuardedAccumulator {
+    name: String,
+    inner: Box<dyn datafusion::logical_expr::Accumulator>,
+    limit: usize,
+}
+
+impl GuardedAccumulator {
+    /// Refuses a batch that could take the state past the limit: appending may double it.
+    fn admit(&self, values: &[ArrayRef]) -> DfResult<()> {
+        let now = self.inner.size();
+        let incoming: usize = values.iter().map(|a| a.get_array_memory_size()).sum();
+        let grown = (now + incoming).max(now.saturating_mul(2));
+        if grown > self.limit {
+            return Err(to_datafusion(Error::ProgramLimit(format!(
+                "{}: its result would grow past {} bytes (PostgreSQL refuses values over 1 GB; this server's memory pool allows a quarter of itself)",
+                self.name, self.limit
+            ))));
+        }
+        Ok(())
+    }
+}
+
+impl datafusion::logical_expr::Accumulator for GuardedAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
+        self.admit(values)?;
+        self.inner.update_batch(values)
+    }
+
+    fn evaluate(&mut self) -> DfResult<ScalarValue> {
+        self.inner.evaluate()
+    }
+
+    fn size(&self) -> usize {
+        self.inner.size()
+    }
+
+    fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
+        self.inner.state()
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
+        self.admit(states)?;
+        self.inner.merge_batch(states)
+    }
+
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
+        self.inner.retract_batch(values)
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        self.inner.supports_retract_batch()
     }
 }

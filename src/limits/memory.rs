@@ -158,6 +158,41 @@ impl MemoryPool for SessionPool {
     }
 }
 
+/// Bytes of constants DataFusion may repeat on every row of one batch, per statement.
+const REPEATED_CONSTANTS_PER_BATCH: usize = 64 << 20;
+
+/// The bytes of every constant in a plan (literals and bound parameters), subqueries included.
+pub fn constant_bytes(plan: &datafusion::logical_expr::LogicalPlan) -> usize {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut total = 0usize;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let datafusion::logical_expr::Expr::Literal(v, _) = e {
+                    total = total.saturating_add(v.size());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    total
+}
+
+/// The batch size a statement with `constants` bytes of constants runs with.
+///
+/// A constant is one value in the plan, but every batch repeats it on each of its rows (a
+/// projection of `'<a 60 MB string>'` over a table made 8,192 copies of it per batch, outside any
+/// pool), and so does any function that combines it with a column. PostgreSQL computes a row at
+/// a time; here a statement whose constants are large runs in batches small enough that its
+/// repeated constants stay under 64 MiB a batch.
+pub fn batch_size_for_constants(constants: usize, batch_size: usize) -> usize {
+    if constants.saturating_mul(batch_size) <= REPEATED_CONSTANTS_PER_BATCH {
+        batch_size
+    } else {
+        (REPEATED_CONSTANTS_PER_BATCH / constants.max(1)).clamp(1, batch_size)
+    }
+}
+
 pub(crate) fn mib(bytes: usize) -> String {
     if bytes >= 1 << 20 { format!("{} MiB", bytes >> 20) } else { format!("{bytes} bytes") }
 }
@@ -181,6 +216,13 @@ mod tests {
         drop(ra);
         assert_eq!(shared.reserved(), 50);
         rb.try_grow(40).unwrap();
+    }
+
+    #[test]
+    fn large_constants_shrink_batches() {
+        assert_eq!(batch_size_for_constants(100, 8192), 8192);
+        assert_eq!(batch_size_for_constants(60 << 20, 8192), 1);
+        assert_eq!(batch_size_for_constants(1 << 20, 8192), 64);
     }
 
     #[test]

@@ -23,6 +23,17 @@ pub const THREAD_STACK_BYTES: usize = 64 << 20;
 
 /// The multi-threaded runtime `hindsight` runs on, with stacks of [`THREAD_STACK_BYTES`] for
 /// its workers and its blocking pool (where DataFusion and object_store do some of their work).
+///
+/// Twice as many workers as cores (at least 4; `TOKIO_WORKER_THREADS` overrides): an operator
+/// may compute for a second without yielding (a sort spilling, a merge of large batches), and
+/// with one worker per core every other connection's next step then waits for it. With more
+/// workers than cores the kernel time-slices them, so a `SELECT 1` on another connection is
+/// answered in milliseconds while a bomb runs, as PostgreSQL's backends are.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(THREAD_STACK_BYTES).build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        builder.worker_threads((cores * 2).max(4));
+    }
+    builder.enable_all().thread_stack_size(THREAD_STACK_BYTES).build()
 }

@@ -2,7 +2,6 @@
 //! row of any version (checked against the rows the test wrote), leave time travel and online
 //! features as they were, and keep the number of live files bounded under concurrent writers.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -12,27 +11,8 @@ use tokio_postgres::Client;
 
 use crate::harness::{TestServer, sqlstate};
 
-/// The data files of a table's latest version: adds minus removes over its JSON log.
 fn live_files(warehouse: &Path, table: &str) -> usize {
-    let log = warehouse.join("public").join(table).join("_delta_log");
-    let mut entries: Vec<_> = std::fs::read_dir(&log)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    entries.sort();
-    let mut live = HashSet::new();
-    for entry in entries {
-        for line in std::fs::read_to_string(entry).unwrap().lines() {
-            let action: serde_json::Value = serde_json::from_str(line).unwrap();
-            if let Some(path) = action.pointer("/add/path").and_then(|p| p.as_str()) {
-                live.insert(path.to_string());
-            } else if let Some(path) = action.pointer("/remove/path").and_then(|p| p.as_str()) {
-                live.remove(path);
-            }
-        }
-    }
-    live.len()
+    crate::harness::live_files(warehouse, table).len()
 }
 
 async fn rows(c: &Client, sql: &str) -> Vec<(i64, i64, f64)> {

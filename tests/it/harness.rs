@@ -106,3 +106,28 @@ pub fn message<T: std::fmt::Debug>(r: Result<T, tokio_postgres::Error>) -> Strin
 pub async fn count(c: &Client, table: &str) -> i64 {
     c.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.expect("count").get(0)
 }
+
+/// The data files of a table's latest version, by the Delta log (adds minus removes over its
+/// JSON entries), with the rows each holds by its statistics.
+pub fn live_files(warehouse: &Path, table: &str) -> std::collections::HashMap<String, u64> {
+    let log = warehouse.join("public").join(table).join("_delta_log");
+    let mut entries: Vec<_> = std::fs::read_dir(&log)
+        .expect("a table's log")
+        .map(|e| e.expect("a log entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    entries.sort();
+    let mut live = std::collections::HashMap::new();
+    for entry in entries {
+        for line in std::fs::read_to_string(entry).expect("a log entry").lines() {
+            let action: serde_json::Value = serde_json::from_str(line).expect("a JSON action");
+            if let Some(add) = action.get("add") {
+                let stats: serde_json::Value = serde_json::from_str(add["stats"].as_str().unwrap_or("{}")).unwrap_or_default();
+                live.insert(add["path"].as_str().unwrap_or_default().to_string(), stats["numRecords"].as_u64().unwrap_or(0));
+            } else if let Some(path) = action.pointer("/remove/path").and_then(|p| p.as_str()) {
+                live.remove(path);
+            }
+        }
+    }
+    live
+}

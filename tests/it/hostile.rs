@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use crate::harness::{TestServer, connect, message, sqlstate};
-use crate::process::{KillOnDrop, free_port, spawn_with, wait_ready};
+use crate::process::{KillOnDrop, free_port, peak_rss_mib, spawn_with, wait_ready};
 
 /// What a prober on its own connection saw while other statements ran.
 struct Probe {
@@ -105,16 +105,6 @@ async fn deep_and_long_expressions_are_answered_or_refused_and_the_server_lives(
     eprintln!("deep expressions: all answered or refused with 54001; probe answered {answered} times, slowest {slowest:?}");
 }
 
-/// The server's peak resident memory, from the kernel.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_bombs_fail_alone_within_the_server_pool() {
@@ -140,6 +130,11 @@ async fn memory_bombs_fail_alone_within_the_server_pool() {
     let stopped = sqlstate(c.simple_query(sort).await);
     assert!(stopped == "57014" || stopped == "53200", "the sort ended with {stopped}");
     c.simple_query("RESET statement_timeout").await.unwrap();
+    // A large constant is repeated on every row of a batch: 400 rows of a 10 MB one, with the
+    // statement's batches cut to fit.
+    let big = "x".repeat(10 << 20);
+    let repeated = format!("SELECT max(length(x || value::text))::BIGINT FROM (SELECT '{big}' AS x, value FROM generate_series(1, 400)) s");
+    assert_eq!(one_i64(&c, &repeated).await, (10 << 20) + 3);
     // Engine settings are bounded, for admins too.
     assert_eq!(sqlstate(c.simple_query("SET datafusion.execution.batch_size = 1000000000").await), "22023");
     assert_eq!(sqlstate(c.simple_query("SET datafusion.runtime.memory_limit = '1T'").await), "55P02");

@@ -40,15 +40,19 @@ async fn wait_ready_for(port: u16, limit: Duration) -> tokio_postgres::Client {
     panic!("server did not start");
 }
 
-fn peak_rss_mib(pid: u32) -> u64 {
+/// A memory figure of a process from the kernel, in MiB: `VmRSS` now, `VmHWM` its peak.
+pub(crate) fn status_mib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<u64>().ok())
-        .map(|kb| kb / 1024)
-        .unwrap_or(0)
+        .map_or(0, |kb| kb / 1024)
+}
+
+pub(crate) fn peak_rss_mib(pid: u32) -> u64 {
+    status_mib(pid, "VmHWM:")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

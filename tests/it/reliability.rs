@@ -125,38 +125,9 @@ async fn kill_9_under_16_clients_loses_and_tears_nothing() {
 }
 
 fn rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
+    crate::process::status_mib(pid, "VmRSS:")
 }
 
-/// Rows the Delta log says a table's latest version holds: `numRecords` of its live files.
-fn rows_in_log(warehouse: &std::path::Path, table: &str) -> (usize, u64) {
-    let log = warehouse.join("public").join(table).join("_delta_log");
-    let mut entries: Vec<_> = std::fs::read_dir(&log)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    entries.sort();
-    let mut live: HashMap<String, u64> = HashMap::new();
-    for entry in entries {
-        for line in std::fs::read_to_string(entry).unwrap().lines() {
-            let action: serde_json::Value = serde_json::from_str(line).unwrap();
-            if let Some(add) = action.get("add") {
-                let stats: serde_json::Value = serde_json::from_str(add["stats"].as_str().unwrap_or("{}")).unwrap_or_default();
-                live.insert(add["path"].as_str().unwrap().to_string(), stats["numRecords"].as_u64().unwrap_or(0));
-            } else if let Some(path) = action.pointer("/remove/path").and_then(|p| p.as_str()) {
-                live.remove(path);
-            }
-        }
-    }
-    (live.len(), live.values().sum())
-}
 
 /// Commits of one operation in a table's log.
 fn commits_of(warehouse: &std::path::Path, table: &str, operation: &str) -> usize {
@@ -199,7 +170,8 @@ async fn two_servers_appending_under_background_compaction_keep_every_row_once()
     }
     // Let the last compactions finish; every moment of the log must hold each row once anyway.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (files, logged) = rows_in_log(dir.path(), "a");
+    let live = crate::harness::live_files(dir.path(), "a");
+    let (files, logged) = (live.len(), live.values().sum::<u64>());
     let optimized = commits_of(dir.path(), "a", "OPTIMIZE");
     for port in ports {
         let c = connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
