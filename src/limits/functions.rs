@@ -551,10 +551,17 @@ impl GuardedAccumulator {
         let incoming: usize = values.iter().map(|a| a.get_array_memory_size()).sum();
         let grown = (now + incoming).max(now.saturating_mul(2));
         if grown > self.limit {
-            return Err(to_datafusion(Error::ProgramLimit(format!(
-                "{}: its result would grow past {} bytes (PostgreSQL refuses values over 1 GB; this server's memory pool allows a quarter of itself)",
-                self.name, self.limit
-            ))));
+            // Past PostgreSQL's own limit on a value, PostgreSQL's error; past what the memory
+            // pool allows one value, out of memory.
+            return Err(if self.limit as u64 == MAX_VALUE_BYTES {
+                to_datafusion(Error::ProgramLimit(format!("{}: its result would be over 1 GB, PostgreSQL's limit for one value", self.name)))
+            } else {
+                datafusion::error::DataFusionError::ResourcesExhausted(format!(
+                    "out of memory: {}'s result would grow past {}, a quarter of the memory this statement may use",
+                    self.name,
+                    super::memory::mib(self.limit)
+                ))
+            });
         }
         Ok(())
     }
