@@ -264,6 +264,7 @@ pub(crate) fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
         }
         DataFusionError::Plan(msg) => plan_sqlstate(msg),
         DataFusionError::Execution(msg) if msg.contains("Cast error") => "22P02",
+        DataFusionError::Execution(msg) if msg.contains("Scalar subquery returned more than one row") => "21000",
         DataFusionError::Execution(msg) if msg.contains("Divide by zero") => "22012",
         DataFusionError::Execution(_) => "XX000",
         _ => "XX000",
@@ -272,7 +273,9 @@ pub(crate) fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
 
 /// DataFusion reports most semantic errors as `Plan(String)`; the text is all there is.
 fn plan_sqlstate(msg: &str) -> &'static str {
-    if msg.starts_with("table '") && msg.ends_with("not found") {
+    if msg.contains("Correlated scalar subquery must be aggregated") {
+        "0A000"
+    } else if msg.starts_with("table '") && msg.ends_with("not found") {
         "42P01"
     } else if msg.contains("No field named") {
         "42703"
@@ -346,6 +349,13 @@ fn clean_datafusion_message(e: &DataFusionError) -> String {
             let name = m.trim_start_matches("table '").trim_end_matches("' not found");
             let name = name.strip_prefix("hindsight.").unwrap_or(name);
             format!("relation \"{name}\" does not exist")
+        }
+        DataFusionError::NotImplemented(m) if m.starts_with("Physical plan does not support logical expression ScalarSubquery") => {
+            // DataFusion prints the whole subquery's plan here; what the user needs is the rule.
+            "a correlated scalar subquery is supported when it aggregates (count, max, ...) or takes the first row of \
+             ORDER BY ... LIMIT 1; this one does neither (PostgreSQL would fail it too if it returned more than one row): \
+             add an aggregate, or ORDER BY ... LIMIT 1"
+                .to_string()
         }
         DataFusionError::Plan(m) | DataFusionError::Execution(m) | DataFusionError::NotImplemented(m) => {
             m.clone()

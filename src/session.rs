@@ -395,6 +395,7 @@ impl Session {
         crate::features::online::prepare(self, &stmt).await?;
         let mut stmt = self.resolve_versions(stmt).await?;
         sql::asof::rewrite(&mut stmt)?;
+        sql::subqueries::rewrite(&mut stmt);
         let plan = self.ctx.state().statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
         if !partition_by.is_empty() && !matches!(plan, LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_))) {
             return Err(Error::FeatureNotSupported("PARTITIONED BY only applies to CREATE TABLE".into()));

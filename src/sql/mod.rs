@@ -10,6 +10,7 @@ pub mod asof;
 pub mod parser;
 pub mod pg_catalog;
 pub mod settings;
+pub mod subqueries;
 pub mod table_functions;
 pub mod time_travel;
 

@@ -22,6 +22,43 @@ use crate::error::{Error, Result};
 
 static PG: LazyLock<PostgresCompatibilityParser> = LazyLock::new(PostgresCompatibilityParser::new);
 
+/// datafusion-pg-catalog's rewrites that keep a statement's meaning, for statements that do not
+/// read the catalog. Its `RemoveSubqueryFromProjection` is left out: made for catalog queries
+/// (whose correlated subqueries DataFusion could not plan), it replaces every correlated scalar
+/// subquery in a select list with NULL and gives every other one a LIMIT 1, so
+/// `SELECT c.id, (SELECT count(*) FROM o WHERE o.cid = c.id) FROM c` answered NULL on every row.
+static USER_RULES: LazyLock<Vec<Box<dyn datafusion_pg_catalog::sql::rules::SqlStatementRewriteRule>>> = LazyLock::new(|| {
+    use datafusion_pg_catalog::sql::rules::*;
+    vec![
+        Box::new(AliasDuplicatedProjectionRewrite),
+        Box::new(ResolveUnqualifiedIdentifier),
+        Box::new(RewriteArrayAnyAllOperation),
+        Box::new(StripCallableQualifier),
+        Box::new(FixArrayLiteral),
+        Box::new(CurrentUserVariableToSessionUserFunctionCall),
+        Box::new(StripCollate),
+        Box::new(RewritePgCatalogOperator),
+        Box::new(FixVersionColumnName),
+    ]
+});
+
+/// Whether a statement reads PostgreSQL's catalog: a `pg_*` relation, `pg_catalog.*`,
+/// `information_schema.*`, or a cast to an OID alias type (`'t'::regclass`).
+fn reads_catalog(stmt: &ast::Statement) -> bool {
+    use std::ops::ControlFlow;
+    let relation = ast::visit_relations(stmt, |name| {
+        let parts: Vec<String> = name.0.iter().map(|p| p.to_string().trim_matches('"').to_ascii_lowercase()).collect();
+        let catalog = parts.iter().any(|p| p == "pg_catalog" || p == "information_schema")
+            || parts.last().is_some_and(|t| t.starts_with("pg_"));
+        if catalog { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    });
+    let oid_cast = ast::visit_expressions(stmt, |e| match e {
+        ast::Expr::Cast { data_type, .. } if data_type.to_string().to_ascii_lowercase().starts_with("reg") => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    });
+    relation.is_break() || oid_cast.is_break()
+}
+
 /// A statement: standard SQL for DataFusion, or one of hindsight's own.
 #[derive(Debug, Clone)]
 pub enum Statement {
@@ -103,6 +140,14 @@ fn checked(mut stmt: ast::Statement) -> Result<Statement> {
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     crate::limits::depth::check_tokens(sql)?;
     let sql = &*search_path_members(sql);
+    // A user's statement: PostgreSQL's syntax, and only the compatibility rewrites that keep
+    // its meaning (see `USER_RULES`). A statement over the catalog (psql's `\d`, BI tools'
+    // metadata queries) goes through all of datafusion-pg-catalog's rewrites and substitutions.
+    if let Ok(stmts) = Parser::parse_sql(&PostgreSqlDialect {}, sql) {
+        if !stmts.iter().any(reads_catalog) {
+            return stmts.into_iter().map(|s| checked(USER_RULES.iter().fold(s, |s, rule| rule.rewrite(s)))).collect();
+        }
+    }
     if let Ok(stmts) = PG.parse(sql) {
         return stmts.into_iter().map(checked).collect();
     }
@@ -499,3 +544,4 @@ mod tests {
         assert!(matches!(&s[4], Statement::DropEvaluation { if_exists: true, .. }));
     }
 }
+
