@@ -153,6 +153,7 @@ impl Session {
                 .with_query_planner(Arc::new(crate::features::asof::HindsightPlanner))
                 .build();
             state.add_analyzer_rule(Arc::new(crate::features::asof::AsofJoinRule));
+            state.add_analyzer_rule(Arc::new(crate::sql::semantics::arithmetic::PostgresArithmetic));
         }
         let settings = Arc::new(Settings::default());
         ctx.register_udf(settings::current_setting_udf(settings.clone()));
@@ -164,6 +165,7 @@ impl Session {
         for udaf in crate::evaluation::metrics::udafs().into_iter().chain(crate::evaluation::classes::udafs()).chain(crate::evaluation::drift::udafs()) {
             ctx.register_udaf(udaf);
         }
+        crate::sql::semantics::functions::install(&ctx);
         crate::limits::functions::install(&ctx, &pool);
         crate::limits::functions::install_aggregates(&ctx, &pool);
         #[cfg(debug_assertions)]
@@ -395,6 +397,8 @@ impl Session {
         crate::features::online::prepare(self, &stmt).await?;
         let mut stmt = self.resolve_versions(stmt).await?;
         sql::asof::rewrite(&mut stmt)?;
+        sql::names::name_columns(&mut stmt);
+        sql::semantics::rewrites::rewrite(&mut stmt)?;
         sql::subqueries::rewrite(&mut stmt);
         let plan = self.ctx.state().statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
         if !partition_by.is_empty() && !matches!(plan, LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_))) {

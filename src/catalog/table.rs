@@ -153,7 +153,13 @@ impl TableProvider for HindsightTable {
         Ok(verdicts
             .into_iter()
             .zip(&weakened)
-            .map(|(v, w)| match w {
+            .zip(filters)
+            .map(|((v, w), f)| match w {
+                // delta-rs calls a filter of no column (`NULL`, as `x NOT IN (1, NULL)` simplifies
+                // to) exact, and then does not apply it: every row came back. DataFusion keeps it.
+                None if v == TableProviderFilterPushDown::Exact && f.column_refs().is_empty() => {
+                    TableProviderFilterPushDown::Inexact
+                }
                 None => v,
                 Some(w) if pushes_nothing(w) => TableProviderFilterPushDown::Unsupported,
                 Some(_) if v == TableProviderFilterPushDown::Unsupported => v,

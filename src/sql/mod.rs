@@ -7,8 +7,10 @@
 //! Must not: execute anything or touch storage.
 
 pub mod asof;
+pub mod names;
 pub mod parser;
 pub mod pg_catalog;
+pub mod semantics;
 pub mod settings;
 pub mod subqueries;
 pub mod table_functions;

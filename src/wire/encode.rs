@@ -87,7 +87,7 @@ pub fn field_infos(schema: &Schema, format: Option<&Format>) -> Vec<FieldInfo> {
         .enumerate()
         .map(|(i, f)| {
             let fmt = format.map(|f| f.format_for(i)).unwrap_or(FieldFormat::Text);
-            FieldInfo::new(f.name().clone(), None, None, pg_type(f.data_type()), fmt)
+            FieldInfo::new(crate::sql::names::shown(f.name()).to_string(), None, None, pg_type(f.data_type()), fmt)
         })
         .collect()
 }

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
@@ -18,7 +18,8 @@ use crate::process::{KillOnDrop, free_port, peak_rss_mib, spawn_with, wait_ready
 /// What a prober on its own connection saw while other statements ran.
 struct Probe {
     stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<(u64, Duration, Vec<String>)>,
+    answered: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<(Duration, Vec<String>)>,
 }
 
 impl Probe {
@@ -26,30 +27,43 @@ impl Probe {
     async fn start(port: u16) -> Self {
         let c = connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let answered = Arc::new(AtomicU64::new(0));
+        let (flag, count) = (stop.clone(), answered.clone());
         let task = tokio::spawn(async move {
-            let (mut answered, mut slowest, mut errors) = (0u64, Duration::ZERO, Vec::new());
+            let (mut slowest, mut errors) = (Duration::ZERO, Vec::new());
             while !flag.load(Ordering::Relaxed) {
                 let started = Instant::now();
                 match c.simple_query("SELECT 1").await {
-                    Ok(_) => answered += 1,
+                    Ok(_) => _ = count.fetch_add(1, Ordering::Relaxed),
                     Err(e) => errors.push(e.to_string()),
                 }
                 slowest = slowest.max(started.elapsed());
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            (answered, slowest, errors)
+            (slowest, errors)
         });
-        Self { stop, task }
+        Self { stop, answered, task }
     }
 
-    /// Stops the probe and checks that every probe was answered, none later than `within`.
-    async fn check(self, within: Duration) -> (u64, Duration) {
+    /// Runs `statement` and checks that the probe was answered several times while it ran: a
+    /// server that stalls other connections behind one statement answers the probe only after
+    /// it. This orders events rather than timing them, so a slow machine cannot fail it.
+    async fn answers_during<T>(&self, statement: impl std::future::Future<Output = T>) -> T {
+        let before = self.answered.load(Ordering::Relaxed);
+        let result = statement.await;
+        let during = self.answered.load(Ordering::Relaxed) - before;
+        assert!(during >= 3, "the probe was answered {during} times while the statement ran");
+        result
+    }
+
+    /// Stops the probe and checks that every probe was answered. How long the slowest waited is
+    /// reported, not judged (benches/hostile.py measures it on a release build).
+    async fn check(self) -> (u64, Duration) {
         self.stop.store(true, Ordering::Relaxed);
-        let (answered, slowest, errors) = self.task.await.unwrap();
+        let (slowest, errors) = self.task.await.unwrap();
+        let answered = self.answered.load(Ordering::Relaxed);
         assert!(errors.is_empty(), "the probe saw errors: {errors:?}");
         assert!(answered > 0, "the probe was never answered");
-        assert!(slowest < within, "a probe waited {slowest:?}");
         (answered, slowest)
     }
 }
@@ -101,7 +115,7 @@ async fn deep_and_long_expressions_are_answered_or_refused_and_the_server_lives(
     assert_eq!(sqlstate(c.simple_query(&calls).await), "54001");
 
     assert_eq!(one_i64(&c, "SELECT count(*) FROM t").await, 4);
-    let (answered, slowest) = probe.check(Duration::from_secs(1)).await;
+    let (answered, slowest) = probe.check().await;
     eprintln!("deep expressions: all answered or refused with 54001; probe answered {answered} times, slowest {slowest:?}");
 }
 
@@ -127,7 +141,7 @@ async fn memory_bombs_fail_alone_within_the_server_pool() {
     assert_eq!(sqlstate(c.simple_query(agg).await), "53200");
     c.simple_query("SET statement_timeout = '3s'").await.unwrap();
     let sort = "SELECT a.value * b.value AS v, repeat('y', 50) AS pad FROM generate_series(1, 100000) a, generate_series(1, 100000) b ORDER BY v";
-    let stopped = sqlstate(c.simple_query(sort).await);
+    let stopped = sqlstate(probe.answers_during(c.simple_query(sort)).await);
     assert!(stopped == "57014" || stopped == "53200", "the sort ended with {stopped}");
     c.simple_query("RESET statement_timeout").await.unwrap();
     // A large constant is repeated on every row of a batch: 400 rows of a 10 MB one, with the
@@ -142,7 +156,8 @@ async fn memory_bombs_fail_alone_within_the_server_pool() {
 
     // The same session, and the server, carry on.
     assert_eq!(one_i64(&c, "SELECT sum(length(repeat('x', 10))) FROM generate_series(1, 1000)").await, 10_000);
-    probe.check(Duration::from_secs(1)).await;
+    let (answered, slowest) = probe.check().await;
+    eprintln!("memory bombs: probe answered {answered} times, slowest {slowest:?}");
     let peak = peak_rss_mib(server.0.id());
     eprintln!("memory bombs: all refused; server peak {peak} MiB (pool {POOL_MIB} MiB, {before} MiB at start)");
     if cfg!(target_os = "linux") {
@@ -177,7 +192,8 @@ async fn a_statement_stops_when_its_client_hangs_up() {
     let busy_from = cpu_seconds(pid);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let busy = cpu_seconds(pid) - busy_from;
-    assert!(busy > 0.5, "the query did not keep the server busy ({busy:.2} s of CPU in 1 s)");
+    // Other tests share the cores, so "busy" is only a share of one; what matters is the drop.
+    assert!(busy > 0.25, "the query did not keep the server busy ({busy:.2} s of CPU in 1 s)");
     // The client goes away without a word, as a killed process or a dropped network does.
     connection.abort();
     query.abort();
@@ -186,7 +202,7 @@ async fn a_statement_stops_when_its_client_hangs_up() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = cpu_seconds(pid) - idle_from;
     eprintln!("hang-up: {busy:.2} s of CPU per second while the query ran, {:.2} per second after its client left", after / 2.0);
-    assert!(after < 0.3, "the server went on using {after:.2} s of CPU in 2 s after the client hung up");
+    assert!(after / 2.0 < busy / 4.0, "the server went on using {after:.2} s of CPU in 2 s after the client hung up");
     let c = wait_ready(port).await;
     assert_eq!(one_i64(&c, "SELECT 1::BIGINT").await, 1);
 }

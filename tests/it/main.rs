@@ -19,6 +19,7 @@ mod limits;
 mod metrics;
 mod observability;
 mod online;
+mod postgres;
 mod psql;
 mod reliability;
 mod security;

@@ -1,0 +1,12 @@
+SELECT "status" AS "status", count(*) AS "count" FROM "public"."orders" GROUP BY "status" ORDER BY "count" DESC, "status" ASC LIMIT 2000;
+SELECT date_trunc('month', "public"."orders"."ordered_at") AS "ordered_at", sum("public"."orders"."amount") AS "sum" FROM "public"."orders" GROUP BY date_trunc('month', "public"."orders"."ordered_at") ORDER BY date_trunc('month', "public"."orders"."ordered_at") ASC;
+SELECT "source"."region" AS "region", "source"."count" AS "count" FROM (SELECT "public"."customers"."region" AS "region", count(*) AS "count" FROM "public"."customers" GROUP BY "public"."customers"."region") AS "source" ORDER BY "source"."region" ASC NULLS FIRST;
+SELECT status AS status, COUNT(*) AS count FROM public.orders WHERE ordered_at >= TO_TIMESTAMP('2025-01-01 00:00:00.000000', 'YYYY-MM-DD HH24:MI:SS.US') AND ordered_at < TO_TIMESTAMP('2025-04-01 00:00:00.000000', 'YYYY-MM-DD HH24:MI:SS.US') GROUP BY status ORDER BY count DESC;
+SELECT DATE_TRUNC('day', ordered_at) AS __timestamp, SUM(amount) AS "SUM(amount)" FROM public.orders GROUP BY DATE_TRUNC('day', ordered_at) ORDER BY "SUM(amount)" DESC LIMIT 10000;
+SELECT floor(extract(epoch from ordered_at)/86400)*86400 AS "time", sum(amount) FROM orders GROUP BY 1 ORDER BY 1;
+SELECT ordered_at AS "time", amount AS value FROM orders WHERE ordered_at BETWEEN '2025-01-01T00:00:00Z' AND '2025-12-31T23:59:59Z' ORDER BY 1;
+SELECT CAST("orders"."ordered_at" AS DATE) AS "day", SUM("orders"."amount") AS "sum:amount:ok" FROM "public"."orders" "orders" GROUP BY 1 ORDER BY 1;
+SELECT "Custom SQL Query"."status" AS "status" FROM (SELECT * FROM orders) "Custom SQL Query" GROUP BY 1 ORDER BY 1;
+SELECT orders.status AS "orders.status", COUNT(DISTINCT orders.customer_id) AS "orders.customers" FROM public.orders AS orders GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 500;
+SELECT CASE WHEN amount >= 100 THEN 'big' ELSE 'small' END AS bucket, count(*) FROM orders GROUP BY 1 ORDER BY 1;
+SELECT TO_CHAR(DATE_TRUNC('month', ordered_at), 'YYYY-MM') AS "orders.ordered_month", COALESCE(SUM(amount), 0) AS "orders.total" FROM orders GROUP BY 1 ORDER BY 1;

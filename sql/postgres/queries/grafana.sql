@@ -1,0 +1,17 @@
+SELECT ordered_at AS "time", amount FROM orders WHERE ordered_at BETWEEN '2025-01-01T00:00:00Z' AND '2025-03-31T23:59:59Z' ORDER BY 1;
+SELECT floor(extract(epoch from ordered_at)/3600)*3600 AS "time", count(*) AS value FROM orders GROUP BY 1 ORDER BY 1;
+SELECT to_timestamp(floor(extract(epoch from ordered_at)/86400)*86400) AS "time", sum(amount) AS value FROM orders GROUP BY 1 ORDER BY 1;
+SELECT ordered_at AS "time", status AS metric, amount AS value FROM orders ORDER BY 1, 2;
+SELECT extract(epoch from ordered_at) AS time_sec, amount FROM orders ORDER BY 1;
+SELECT date_trunc('day', ordered_at) AS "time", status AS metric, count(*) FROM orders GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT ordered_at AS "time", amount FROM orders WHERE ordered_at >= to_timestamp(1735689600) AND ordered_at <= to_timestamp(1743465600) ORDER BY 1;
+SELECT count(*) FROM orders WHERE extract(epoch from ordered_at) BETWEEN 1735689600 AND 1743465600;
+SELECT DISTINCT status FROM orders ORDER BY status;
+SELECT ordered_at AS "time", avg(amount) OVER (ORDER BY ordered_at ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS smooth FROM orders ORDER BY 1, 2;
+SELECT to_timestamp(1735689600);
+SELECT to_timestamp(1735689600.5);
+SELECT extract(epoch from TIMESTAMP WITH TIME ZONE '2025-01-01 00:00:00+00');
+SELECT 1 AS value WHERE 1 = 1;
+SELECT status AS __text, status AS __value FROM orders GROUP BY status ORDER BY 1;
+SELECT ordered_at AS "time", amount FROM orders WHERE status IN ('paid') ORDER BY 1 LIMIT 5;
+SELECT date_trunc('month', ordered_at) AS "time", count(*) FILTER (WHERE status = 'paid') AS paid, count(*) FILTER (WHERE status = 'refunded') AS refunded FROM orders GROUP BY 1 ORDER BY 1;

@@ -1,0 +1,202 @@
+//! Arithmetic and casts as PostgreSQL computes them, where DataFusion differs silently.
+//!
+//! - Integer `+`, `-`, `*` overflow is an error in PostgreSQL (22003); DataFusion wraps
+//!   (`9223372036854775807 + 1` was `-9223372036854775808`). Integer operations run on arrow's
+//!   checked kernels instead.
+//! - A float divided by zero is an error in PostgreSQL (22012); DataFusion gives infinity/NaN.
+//! - A timestamp cast to text is written with a space, not ISO 8601's `T`.
+//! - A float or numeric cast to an integer rounds in PostgreSQL (`rint` for floats, half to
+//!   even; half away from zero for numeric); DataFusion truncates (`999.99::bigint` was 999).
+//!
+//! One analyzer rule, after DataFusion's type coercion (so every operand's type is settled),
+//! replaces those expressions, keeping each one's name so the plan above still finds it. Remove
+//! the rule and the differential test (`tests/it/postgres.rs`) fails.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Decimal128Array};
+use datafusion::arrow::compute::kernels::numeric;
+use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, DataFusionError, Result, ScalarValue};
+use datafusion::config::ConfigOptions;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{
+    BinaryExpr, Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, TryCast, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+#[derive(Debug, Default)]
+pub struct PostgresArithmetic;
+
+impl AnalyzerRule for PostgresArithmetic {
+    fn name(&self) -> &str {
+        "postgres_arithmetic"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|plan| {
+            let mut schema = DFSchema::empty();
+            for input in plan.inputs() {
+                schema.merge(input.schema());
+            }
+            if plan.inputs().is_empty() {
+                schema.merge(plan.schema());
+            }
+            let names = NamePreserver::new(&plan);
+            plan.map_expressions(|e| {
+                let saved = names.save(&e);
+                let rewritten = e.transform_up(|e| rewrite(e, &schema))?;
+                Ok(if rewritten.transformed { Transformed::yes(saved.restore(rewritten.data)) } else { rewritten })
+            })
+        })
+        .map(|t| t.data)
+    }
+}
+
+fn rewrite(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let type_of = |e: &Expr| e.get_type(schema).ok();
+    match e {
+        Expr::BinaryExpr(BinaryExpr { ref left, op, ref right }) => {
+            let (Some(l), Some(r)) = (type_of(left), type_of(right)) else { return Ok(Transformed::no(e)) };
+            let op = match op {
+                Operator::Plus if l.is_integer() && r.is_integer() => Op::Add,
+                Operator::Minus if l.is_integer() && r.is_integer() => Op::Sub,
+                Operator::Multiply if l.is_integer() && r.is_integer() => Op::Mul,
+                Operator::Divide if l.is_floating() || r.is_floating() => Op::FloatDiv,
+                _ => return Ok(Transformed::no(e)),
+            };
+            let Expr::BinaryExpr(BinaryExpr { left, right, .. }) = e else { unreachable!() };
+            Ok(Transformed::yes(op.udf().call(vec![*left, *right])))
+        }
+        Expr::Cast(Cast { ref expr, ref field }) | Expr::TryCast(TryCast { ref expr, ref field })
+            if field.data_type().is_integer() =>
+        {
+            let from = type_of(expr);
+            if !from.as_ref().is_some_and(|t| t.is_floating() || matches!(t, DataType::Decimal128(..))) {
+                return Ok(Transformed::no(e));
+            }
+            let rounded = |expr: Box<Expr>| Box::new(Op::Round.udf().call(vec![*expr]));
+            Ok(Transformed::yes(match e {
+                Expr::Cast(c) => Expr::Cast(Cast { expr: rounded(c.expr), field: c.field }),
+                Expr::TryCast(c) => Expr::TryCast(TryCast { expr: rounded(c.expr), field: c.field }),
+                _ => unreachable!(),
+            }))
+        }
+        // Arrow writes a timestamp as text in ISO 8601, with a `T`; PostgreSQL with a space.
+        Expr::Cast(Cast { ref expr, ref field })
+            if matches!(field.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+                && type_of(expr).is_some_and(|t| matches!(t, DataType::Timestamp(..))) =>
+        {
+            let Expr::Cast(c) = e else { unreachable!() };
+            let text = ScalarUDF::new_from_impl(super::functions::TimestampText::default()).call(vec![*c.expr]);
+            Ok(Transformed::yes(Expr::Cast(Cast { expr: Box::new(text), field: c.field })))
+        }
+        // PostgreSQL's round(float8) is rint (half to even); DataFusion's rounds half away.
+        Expr::ScalarFunction(ref f)
+            if f.func.name() == "round" && f.args.len() == 1 && type_of(&f.args[0]).is_some_and(|t| t.is_floating()) =>
+        {
+            let Expr::ScalarFunction(f) = e else { unreachable!() };
+            Ok(Transformed::yes(Op::Round.udf().call(f.args)))
+        }
+        e => Ok(Transformed::no(e)),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Op {
+    Add,
+    Sub,
+    Mul,
+    FloatDiv,
+    /// Rounds as PostgreSQL does before a cast to an integer.
+    Round,
+}
+
+impl Op {
+    fn udf(self) -> ScalarUDF {
+        ScalarUDF::new_from_impl(PgOp { op: self, signature: Signature::any(if self == Op::Round { 1 } else { 2 }, Volatility::Immutable) })
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgOp {
+    op: Op,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for PgOp {
+
+    fn name(&self) -> &str {
+        match self.op {
+            Op::Add => "pg_int_add",
+            Op::Sub => "pg_int_sub",
+            Op::Mul => "pg_int_mul",
+            Op::FloatDiv => "pg_float_div",
+            Op::Round => "pg_round_for_int",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(args[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let out: ArrayRef = match self.op {
+            Op::Add => numeric::add(&arrays[0], &arrays[1]).map_err(out_of_range(&arrays[0]))?,
+            Op::Sub => numeric::sub(&arrays[0], &arrays[1]).map_err(out_of_range(&arrays[0]))?,
+            Op::Mul => numeric::mul(&arrays[0], &arrays[1]).map_err(out_of_range(&arrays[0]))?,
+            Op::FloatDiv => {
+                let divisor = &arrays[1];
+                let zero = match divisor.data_type() {
+                    DataType::Float64 => divisor.as_primitive::<Float64Type>().iter().any(|v| v == Some(0.0)),
+                    DataType::Float32 => divisor.as_primitive::<Float32Type>().iter().any(|v| v == Some(0.0)),
+                    _ => false,
+                };
+                if zero {
+                    return Err(DataFusionError::ArrowError(Box::new(datafusion::arrow::error::ArrowError::DivideByZero), None));
+                }
+                numeric::div(&arrays[0], divisor)?
+            }
+            Op::Round => round_for_int(&arrays[0])?,
+        };
+        Ok(if scalar { ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?) } else { ColumnarValue::Array(out) })
+    }
+}
+
+fn out_of_range(operand: &ArrayRef) -> impl Fn(datafusion::arrow::error::ArrowError) -> DataFusionError + '_ {
+    move |_| {
+        let name = match operand.data_type() {
+            DataType::Int16 => "smallint",
+            DataType::Int32 => "integer",
+            _ => "bigint",
+        };
+        DataFusionError::ArrowError(
+            Box::new(datafusion::arrow::error::ArrowError::ArithmeticOverflow(format!("{name} out of range"))),
+            None,
+        )
+    }
+}
+
+fn round_for_int(values: &ArrayRef) -> Result<ArrayRef> {
+    Ok(match values.data_type() {
+        DataType::Float64 => Arc::new(values.as_primitive::<Float64Type>().unary::<_, Float64Type>(f64::round_ties_even)) as ArrayRef,
+        DataType::Float32 => Arc::new(values.as_primitive::<Float32Type>().unary::<_, Float32Type>(f32::round_ties_even)),
+        DataType::Decimal128(p, s) => {
+            let unit = 10i128.pow(u32::from(s.unsigned_abs()));
+            let rounded: Decimal128Array = values
+                .as_primitive::<datafusion::arrow::datatypes::Decimal128Type>()
+                .unary(|v| if *s <= 0 { v } else { (v + v.signum() * (unit / 2)) / unit * unit });
+            Arc::new(rounded.with_precision_and_scale(*p, *s)?)
+        }
+        _ => values.clone(),
+    })
+}
+
