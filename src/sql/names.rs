@@ -61,25 +61,14 @@ fn name_items(items: &mut [SelectItem]) {
     for (position, item) in items.iter_mut().enumerate() {
         match item {
             SelectItem::UnnamedExpr(expr) => {
-                // A column reference keeps DataFusion's name, which is already the column's
-                // (and keeps its qualifier, so `a.id, b.id` stay apart).
-                let column = match expr {
-                    Expr::Identifier(i) => Some(normalize(i)),
-                    Expr::CompoundIdentifier(parts) => parts.last().map(normalize),
-                    _ => None,
-                };
-                if let Some(column) = column {
-                    // ... unless it repeats a name (`SELECT id, id`), which PostgreSQL allows.
-                    if taken.insert(column.clone()) {
-                        continue;
-                    }
-                    let alias = unique(column, position, &mut taken);
-                    let expr = std::mem::replace(expr, Expr::value(Value::Null));
-                    *item = SelectItem::ExprWithAlias { expr, alias: Ident::with_quote('"', alias) };
-                    continue;
-                }
                 let name = figure(expr).map_or_else(|| "?column?".to_string(), |(n, _)| n);
                 let alias = unique(name, position, &mut taken);
+                // A column reference keeps DataFusion's name, which is already the column's (and
+                // keeps its qualifier, so `a.id, b.id` stay apart), unless it repeats a name
+                // (`SELECT id, id`), which PostgreSQL allows and DataFusion does not.
+                if matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) && !alias.contains(HIDDEN) {
+                    continue;
+                }
                 let expr = std::mem::replace(expr, Expr::value(Value::Null));
                 *item = SelectItem::ExprWithAlias { expr, alias: Ident::with_quote('"', alias) };
             }
@@ -100,7 +89,7 @@ fn unique(name: String, position: usize, taken: &mut HashSet<String>) -> String 
     name
 }
 
-pub(crate) fn normalize(i: &Ident) -> String {
+fn normalize(i: &Ident) -> String {
     if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() }
 }
 
@@ -153,20 +142,26 @@ fn figure(expr: &Expr) -> Option<(String, u8)> {
 
 /// The name of a subquery's first column, as PostgreSQL names the subquery's own target list.
 fn first_column(query: &Query) -> Option<String> {
-    let mut body = query.body.as_ref();
-    loop {
-        match body {
-            SetExpr::SetOperation { left, .. } => body = left,
-            SetExpr::Query(q) => body = q.body.as_ref(),
-            SetExpr::Select(select) => {
-                return match select.projection.first()? {
-                    SelectItem::ExprWithAlias { alias, .. } => Some(normalize(alias)),
-                    SelectItem::UnnamedExpr(e) => Some(figure(e).map_or_else(|| "?column?".into(), |(n, _)| n)),
-                    _ => None,
-                };
-            }
-            _ => return None,
-        }
+    result_names(&query.body)?.into_iter().next()
+}
+
+/// PostgreSQL's names for a query's result columns (those of its first SELECT); `None` when a
+/// wildcard hides some of them.
+pub fn result_names(body: &SetExpr) -> Option<Vec<String>> {
+    match body {
+        SetExpr::Select(select) => select
+            .projection
+            .iter()
+            .map(|item| match item {
+                SelectItem::ExprWithAlias { alias, .. } => Some(normalize(alias)),
+                SelectItem::UnnamedExpr(e) => Some(figure(e).map_or_else(|| "?column?".into(), |(n, _)| n)),
+                _ => None,
+            })
+            .collect(),
+        SetExpr::SetOperation { left, .. } => result_names(left),
+        SetExpr::Query(q) => result_names(&q.body),
+        SetExpr::Values(v) => v.rows.first().map(|r| (1..=r.len()).map(|i| format!("column{i}")).collect()),
+        _ => None,
     }
 }
 

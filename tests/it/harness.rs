@@ -107,16 +107,21 @@ pub async fn count(c: &Client, table: &str) -> i64 {
     c.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.expect("count").get(0)
 }
 
+/// The files of a folder with extension `ext`, in name order.
+pub fn files_ending(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("a folder entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    files.sort();
+    files
+}
+
 /// The data files of a table's latest version, by the Delta log (adds minus removes over its
 /// JSON entries), with the rows each holds by its statistics.
 pub fn live_files(warehouse: &Path, table: &str) -> std::collections::HashMap<String, u64> {
-    let log = warehouse.join("public").join(table).join("_delta_log");
-    let mut entries: Vec<_> = std::fs::read_dir(&log)
-        .expect("a table's log")
-        .map(|e| e.expect("a log entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    entries.sort();
+    let entries = files_ending(&warehouse.join("public").join(table).join("_delta_log"), "json");
     let mut live = std::collections::HashMap::new();
     for entry in entries {
         for line in std::fs::read_to_string(entry).expect("a log entry").lines() {

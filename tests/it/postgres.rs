@@ -234,12 +234,7 @@ async fn analyst_and_bi_queries_answer_as_postgresql_does() {
         ours.batch_execute(&stmt).await.unwrap_or_else(|e| panic!("hindsight setup: {stmt}: {e}"));
     }
     let known = known_differences();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir().join("queries"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-        .collect();
-    files.sort();
+    let files = crate::harness::files_ending(&corpus_dir().join("queries"), "sql");
     let (mut unexpected, mut fixed, mut differing) = (Vec::new(), Vec::new(), BTreeMap::new());
     let mut summary = Vec::new();
     for file in files {

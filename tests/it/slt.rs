@@ -75,20 +75,9 @@ impl sqllogictest::AsyncDB for Wire {
     }
 }
 
-fn slt_files() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sql");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("sql/ folder")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "slt"))
-        .collect();
-    files.sort();
-    files
-}
-
 #[tokio::test]
 async fn sql_logic_tests() {
-    let files = slt_files();
+    let files = crate::harness::files_ending(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sql"), "slt");
     assert!(!files.is_empty(), "no .slt files under sql/");
     let mut failures = Vec::new();
     for file in &files {

@@ -18,7 +18,8 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, Decimal128Array};
 use datafusion::arrow::compute::kernels::numeric;
 use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{DFSchema, DataFusionError, Result, ScalarValue};
+use datafusion::common::{DFSchema, DataFusionError, Result};
+use datafusion::functions::utils::make_scalar_function;
 use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
@@ -56,52 +57,44 @@ impl AnalyzerRule for PostgresArithmetic {
 }
 
 fn rewrite(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
-    let type_of = |e: &Expr| e.get_type(schema).ok();
-    match e {
-        Expr::BinaryExpr(BinaryExpr { ref left, op, ref right }) => {
-            let (Some(l), Some(r)) = (type_of(left), type_of(right)) else { return Ok(Transformed::no(e)) };
-            let op = match op {
-                Operator::Plus if l.is_integer() && r.is_integer() => Op::Add,
-                Operator::Minus if l.is_integer() && r.is_integer() => Op::Sub,
-                Operator::Multiply if l.is_integer() && r.is_integer() => Op::Mul,
-                Operator::Divide if l.is_floating() || r.is_floating() => Op::FloatDiv,
-                _ => return Ok(Transformed::no(e)),
+    let is = |e: &Expr, test: fn(&DataType) -> bool| e.get_type(schema).is_ok_and(|t| test(&t));
+    let integers = |l: &Expr, r: &Expr| is(l, DataType::is_integer) && is(r, DataType::is_integer);
+    let rounds_to_int: fn(&DataType) -> bool = |t| t.is_floating() || matches!(t, DataType::Decimal128(..));
+    let rounded = |expr: Box<Expr>| Box::new(Op::Round.udf().call(vec![*expr]));
+    Ok(match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let checked = match op {
+                Operator::Plus if integers(&left, &right) => Some(Op::Add),
+                Operator::Minus if integers(&left, &right) => Some(Op::Sub),
+                Operator::Multiply if integers(&left, &right) => Some(Op::Mul),
+                Operator::Divide if is(&left, DataType::is_floating) || is(&right, DataType::is_floating) => Some(Op::FloatDiv),
+                _ => None,
             };
-            let Expr::BinaryExpr(BinaryExpr { left, right, .. }) = e else { unreachable!() };
-            Ok(Transformed::yes(op.udf().call(vec![*left, *right])))
-        }
-        Expr::Cast(Cast { ref expr, ref field }) | Expr::TryCast(TryCast { ref expr, ref field })
-            if field.data_type().is_integer() =>
-        {
-            let from = type_of(expr);
-            if !from.as_ref().is_some_and(|t| t.is_floating() || matches!(t, DataType::Decimal128(..))) {
-                return Ok(Transformed::no(e));
+            match checked {
+                Some(checked) => Transformed::yes(checked.udf().call(vec![*left, *right])),
+                None => Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right })),
             }
-            let rounded = |expr: Box<Expr>| Box::new(Op::Round.udf().call(vec![*expr]));
-            Ok(Transformed::yes(match e {
-                Expr::Cast(c) => Expr::Cast(Cast { expr: rounded(c.expr), field: c.field }),
-                Expr::TryCast(c) => Expr::TryCast(TryCast { expr: rounded(c.expr), field: c.field }),
-                _ => unreachable!(),
-            }))
+        }
+        Expr::Cast(Cast { expr, field }) if field.data_type().is_integer() && is(&expr, rounds_to_int) => {
+            Transformed::yes(Expr::Cast(Cast { expr: rounded(expr), field }))
+        }
+        Expr::TryCast(TryCast { expr, field }) if field.data_type().is_integer() && is(&expr, rounds_to_int) => {
+            Transformed::yes(Expr::TryCast(TryCast { expr: rounded(expr), field }))
         }
         // Arrow writes a timestamp as text in ISO 8601, with a `T`; PostgreSQL with a space.
-        Expr::Cast(Cast { ref expr, ref field })
+        Expr::Cast(Cast { expr, field })
             if matches!(field.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
-                && type_of(expr).is_some_and(|t| matches!(t, DataType::Timestamp(..))) =>
+                && is(&expr, |t| matches!(t, DataType::Timestamp(..))) =>
         {
-            let Expr::Cast(c) = e else { unreachable!() };
-            let text = ScalarUDF::new_from_impl(super::functions::TimestampText::default()).call(vec![*c.expr]);
-            Ok(Transformed::yes(Expr::Cast(Cast { expr: Box::new(text), field: c.field })))
+            let text = ScalarUDF::new_from_impl(super::functions::TimestampText::default()).call(vec![*expr]);
+            Transformed::yes(Expr::Cast(Cast { expr: Box::new(text), field }))
         }
         // PostgreSQL's round(float8) is rint (half to even); DataFusion's rounds half away.
-        Expr::ScalarFunction(ref f)
-            if f.func.name() == "round" && f.args.len() == 1 && type_of(&f.args[0]).is_some_and(|t| t.is_floating()) =>
-        {
-            let Expr::ScalarFunction(f) = e else { unreachable!() };
-            Ok(Transformed::yes(Op::Round.udf().call(f.args)))
+        Expr::ScalarFunction(f) if f.func.name() == "round" && f.args.len() == 1 && is(&f.args[0], DataType::is_floating) => {
+            Transformed::yes(Op::Round.udf().call(f.args))
         }
-        e => Ok(Transformed::no(e)),
-    }
+        e => Transformed::no(e),
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,9 +140,13 @@ impl ScalarUDFImpl for PgOp {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let out: ArrayRef = match self.op {
+        make_scalar_function(|arrays: &[ArrayRef]| self.op.apply(arrays), vec![])(&args.args)
+    }
+}
+
+impl Op {
+    fn apply(self, arrays: &[ArrayRef]) -> Result<ArrayRef> {
+        Ok(match self {
             Op::Add => numeric::add(&arrays[0], &arrays[1]).map_err(out_of_range(&arrays[0]))?,
             Op::Sub => numeric::sub(&arrays[0], &arrays[1]).map_err(out_of_range(&arrays[0]))?,
             Op::Mul => numeric::mul(&arrays[0], &arrays[1]).map_err(out_of_range(&arrays[0]))?,
@@ -166,8 +163,7 @@ impl ScalarUDFImpl for PgOp {
                 numeric::div(&arrays[0], divisor)?
             }
             Op::Round => round_for_int(&arrays[0])?,
-        };
-        Ok(if scalar { ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?) } else { ColumnarValue::Array(out) })
+        })
     }
 }
 

@@ -11,13 +11,14 @@
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDateTime, Timelike};
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use datafusion::arrow::datatypes::{DataType, Date32Type, TimeUnit};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
 use datafusion::execution::FunctionRegistry;
+use datafusion::functions::utils::make_scalar_function;
 use datafusion::prelude::SessionContext;
 
 pub fn install(ctx: &SessionContext) {
@@ -112,22 +113,20 @@ impl ScalarUDFImpl for ToChar {
         Ok(DataType::Utf8)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let (values, formats) = (&arrays[0], &arrays[1]);
-        let formats = datafusion::arrow::compute::cast(formats, &DataType::Utf8)?;
-        let formats = formats.as_string::<i32>();
-        let times = instants(values)?;
-        let mut out = StringBuilder::new();
-        for (i, t) in times.iter().enumerate() {
-            match (t, formats.is_valid(i)) {
-                (Some(t), true) => out.append_value(to_char(t, formats.value(i))),
-                _ => out.append_null(),
-            }
-        }
-        let out: ArrayRef = Arc::new(out.finish());
-        Ok(if scalar { ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?) } else { ColumnarValue::Array(out) })
+        make_scalar_function(to_char_arrays, vec![])(&args.args)
     }
+}
+
+fn to_char_arrays(arrays: &[ArrayRef]) -> Result<ArrayRef> {
+    let formats = datafusion::arrow::compute::cast(&arrays[1], &DataType::Utf8)?;
+    let formats = formats.as_string::<i32>();
+    texts(&arrays[0], |i, t| formats.is_valid(i).then(|| to_char(t, formats.value(i))))
+}
+
+/// Each date or timestamp of `values` as `text` writes it; NULL where it or the value is NULL.
+fn texts(values: &ArrayRef, text: impl Fn(usize, &NaiveDateTime) -> Option<String>) -> Result<ArrayRef> {
+    let out: StringArray = instants(values)?.iter().enumerate().map(|(i, t)| t.as_ref().and_then(|t| text(i, t))).collect();
+    Ok(Arc::new(out))
 }
 
 /// Each value as a wall-clock time (a `timestamptz` in the session's zone, UTC).
@@ -260,24 +259,6 @@ fn field(t: &NaiveDateTime, pattern: &str, fill: bool) -> String {
 }
 
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn patterns_format_as_postgresql_does() {
-        let t = chrono::NaiveDate::from_ymd_opt(2025, 1, 3).unwrap().and_hms_micro_opt(9, 5, 7, 120).unwrap();
-        assert_eq!(to_char(&t, "YYYY-MM-DD HH24:MI:SS"), "2025-01-03 09:05:07");
-        assert_eq!(to_char(&t, "YYYY-MM-DD HH24:MI:SS.US"), "2025-01-03 09:05:07.000120");
-        assert_eq!(to_char(&t, "Mon DD, YYYY"), "Jan 03, 2025");
-        assert_eq!(to_char(&t, "FMDay"), "Friday");
-        assert_eq!(to_char(&t, "Month"), "January  ");
-        assert_eq!(to_char(&t, "YYYY\"Q\"Q"), "2025Q1");
-        assert_eq!(to_char(&t, "HH12:MI AM"), "09:05 AM");
-        assert_eq!(to_char(&t, "IYYY-IW"), "2025-01");
-    }
-}
-
 /// `to_timestamp(text, template)` and `to_date(text, template)` with PostgreSQL's template
 /// patterns (Superset sends `TO_TIMESTAMP('2024-01-01 00:00:00.000000', 'YYYY-MM-DD
 /// HH24:MI:SS.US')` for every time filter; DataFusion's versions take chrono's `%Y` patterns and
@@ -305,8 +286,12 @@ impl ScalarUDFImpl for ParseWithTemplate {
         if args.args.len() != 2 {
             return self.inner.invoke_with_args(args);
         }
-        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        make_scalar_function(|arrays: &[ArrayRef]| self.parse(arrays), vec![])(&args.args)
+    }
+}
+
+impl ParseWithTemplate {
+    fn parse(&self, arrays: &[ArrayRef]) -> Result<ArrayRef> {
         let text = datafusion::arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
         let templates = datafusion::arrow::compute::cast(&arrays[1], &DataType::Utf8)?;
         let (text, templates) = (text.as_string::<i32>(), templates.as_string::<i32>());
@@ -328,7 +313,7 @@ impl ScalarUDFImpl for ParseWithTemplate {
                 })?;
             parsed.push(Some(t));
         }
-        let out: ArrayRef = if self.date {
+        Ok(if self.date {
             Arc::new(datafusion::arrow::array::Date32Array::from(
                 parsed.iter().map(|t| t.map(|t| Date32Type::from_naive_date(t.date()))).collect::<Vec<_>>(),
             ))
@@ -336,8 +321,7 @@ impl ScalarUDFImpl for ParseWithTemplate {
             Arc::new(datafusion::arrow::array::TimestampNanosecondArray::from(
                 parsed.iter().map(|t| t.and_then(|t| t.and_utc().timestamp_nanos_opt())).collect::<Vec<_>>(),
             ))
-        };
-        Ok(if scalar { ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?) } else { ColumnarValue::Array(out) })
+        })
     }
 }
 
@@ -397,25 +381,35 @@ impl ScalarUDFImpl for TimestampText {
         Ok(DataType::Utf8)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let mut out = StringBuilder::new();
-        for t in instants(&arrays[0])? {
-            match t {
-                Some(t) => {
-                    let mut text = t.format("%Y-%m-%d %H:%M:%S").to_string();
-                    let micros = t.nanosecond() / 1_000;
-                    if micros > 0 {
-                        let fraction = format!("{micros:06}");
-                        text.push('.');
-                        text.push_str(fraction.trim_end_matches('0'));
-                    }
-                    out.append_value(text);
-                }
-                None => out.append_null(),
-            }
+        make_scalar_function(timestamp_text, vec![])(&args.args)
+    }
+}
+
+fn timestamp_text(arrays: &[ArrayRef]) -> Result<ArrayRef> {
+    texts(&arrays[0], |_, t| {
+        let mut text = t.format("%Y-%m-%d %H:%M:%S").to_string();
+        let micros = t.nanosecond() / 1_000;
+        if micros > 0 {
+            text.push_str(format!(".{micros:06}").trim_end_matches('0'));
         }
-        let out: ArrayRef = Arc::new(out.finish());
-        Ok(if scalar { ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?) } else { ColumnarValue::Array(out) })
+        Some(text)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_format_as_postgresql_does() {
+        let t = chrono::NaiveDate::from_ymd_opt(2025, 1, 3).unwrap().and_hms_micro_opt(9, 5, 7, 120).unwrap();
+        assert_eq!(to_char(&t, "YYYY-MM-DD HH24:MI:SS"), "2025-01-03 09:05:07");
+        assert_eq!(to_char(&t, "YYYY-MM-DD HH24:MI:SS.US"), "2025-01-03 09:05:07.000120");
+        assert_eq!(to_char(&t, "Mon DD, YYYY"), "Jan 03, 2025");
+        assert_eq!(to_char(&t, "FMDay"), "Friday");
+        assert_eq!(to_char(&t, "Month"), "January  ");
+        assert_eq!(to_char(&t, "YYYY\"Q\"Q"), "2025Q1");
+        assert_eq!(to_char(&t, "HH12:MI AM"), "09:05 AM");
+        assert_eq!(to_char(&t, "IYYY-IW"), "2025-01");
     }
 }

@@ -8,8 +8,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, ListArray};
+use datafusion::arrow::array::{ArrayRef, AsArray, Float64Array, ListArray};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
+use datafusion::common::utils::SingleRowListArrayBuilder;
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility};
@@ -99,8 +100,8 @@ impl Accumulator for Values {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let values: Vec<ScalarValue> = self.values.iter().map(|v| ScalarValue::Float64(Some(*v))).collect();
-        Ok(vec![ScalarValue::List(ScalarValue::new_list_nullable(&values, &DataType::Float64))])
+        let values: ArrayRef = Arc::new(Float64Array::from(self.values.clone()));
+        Ok(vec![SingleRowListArrayBuilder::new(values).build_list_scalar()])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {

@@ -29,36 +29,28 @@ use datafusion::sql::sqlparser::parser::Parser;
 use crate::error::{Error, Result};
 
 pub fn rewrite(stmt: &mut Statement) -> Result<()> {
-    struct Rewriter(Option<Error>);
+    struct Rewriter;
     impl VisitorMut for Rewriter {
-        type Break = ();
-        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        type Break = Error;
+        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Error> {
             literal_casts(expr);
             regex_substring(expr);
-            match quantified(expr).and_then(|()| similar_to(expr)) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => {
-                    self.0 = Some(e);
-                    ControlFlow::Break(())
-                }
-            }
+            flow(quantified(expr).and_then(|()| similar_to(expr)))
         }
-        fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<Error> {
             if let SetExpr::Select(select) = query.body.as_mut() {
                 set_returning(&mut select.projection);
             }
-            match set_operations(&mut query.body) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => {
-                    self.0 = Some(e);
-                    ControlFlow::Break(())
-                }
-            }
+            flow(set_operations(&mut query.body))
         }
     }
-    let mut rewriter = Rewriter(None);
-    let _ = stmt.visit(&mut rewriter);
-    rewriter.0.map_or(Ok(()), Err)
+    fn flow(r: Result<()>) -> ControlFlow<Error> {
+        r.err().map_or(ControlFlow::Continue(()), ControlFlow::Break)
+    }
+    match stmt.visit(&mut Rewriter) {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
 }
 
 fn parse_expr(sql: &str) -> Result<Expr> {
@@ -146,7 +138,7 @@ fn set_operations(body: &mut SetExpr) -> Result<()> {
     if !matches!(op, SetOperator::Intersect | SetOperator::Except) {
         return Ok(());
     }
-    let names = column_names(left).ok_or_else(|| {
+    let names = crate::sql::names::result_names(left).ok_or_else(|| {
         Error::FeatureNotSupported(format!("{op} ALL over SELECT *: name the columns of its first query"))
     })?;
     let cols: Vec<String> = (1..=names.len()).map(|i| format!("__c{i}")).collect();
@@ -163,27 +155,6 @@ fn set_operations(body: &mut SetExpr) -> Result<()> {
     let query = Parser::new(&PostgreSqlDialect {}).try_with_sql(&sql)?.parse_query()?;
     *body = SetExpr::Query(query);
     Ok(())
-}
-
-/// The result column names of a set operation's first query, when its select list says them.
-fn column_names(body: &SetExpr) -> Option<Vec<String>> {
-    match body {
-        SetExpr::Select(select) => select
-            .projection
-            .iter()
-            .map(|item| match item {
-                SelectItem::ExprWithAlias { alias, .. } => Some(super::super::names::normalize(alias)),
-                SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(super::super::names::normalize(i)),
-                SelectItem::UnnamedExpr(Expr::CompoundIdentifier(p)) => p.last().map(super::super::names::normalize),
-                SelectItem::UnnamedExpr(_) => Some("?column?".into()),
-                _ => None,
-            })
-            .collect(),
-        SetExpr::SetOperation { left, .. } => column_names(left),
-        SetExpr::Query(q) => column_names(&q.body),
-        SetExpr::Values(v) => v.rows.first().map(|r| (1..=r.len()).map(|i| format!("column{i}")).collect()),
-        _ => None,
-    }
 }
 
 fn literal_casts(expr: &mut Expr) {
