@@ -21,8 +21,8 @@ start_hindsight "$WH" $PORT "$WORK/asof.log"
 trap 'kill $HS_PID 2>/dev/null || true' EXIT
 
 # One commit each, so each table is a plain set of Parquet files the other engines can read.
-$PSQL -c "CREATE TABLE feat AS SELECT value % $ENTITIES AS k, to_timestamp_seconds((value * 7919) % 100000000) AS ts, (value % 1000) * 0.5 AS v FROM generate_series(1, $FEATURES)"
-$PSQL -c "CREATE TABLE spine AS SELECT value % $ENTITIES AS k, to_timestamp_seconds((value * 104729) % 100000000) AS ts FROM generate_series(1, $SPINE)"
+$PSQL -c "CREATE TABLE feat AS SELECT value % $ENTITIES AS k, to_timestamp_seconds((value * 7919) % 100000000) AS ts, (value % 1000) * 0.5 AS v FROM generate_series(1::BIGINT, $FEATURES) AS s(value)"
+$PSQL -c "CREATE TABLE spine AS SELECT value % $ENTITIES AS k, to_timestamp_seconds((value * 104729) % 100000000) AS ts FROM generate_series(1::BIGINT, $SPINE) AS s(value)"
 $PSQL -c "CREATE FEATURE VIEW fv ON feat ENTITY (k) TIMESTAMP ts"
 ASOF="SELECT count(*) AS n, count(f.v) AS matched, sum(f.v) AS total FROM spine s ASOF JOIN feat f MATCH_CONDITION (s.ts >= f.ts) ON s.k = f.k"
 HIST="SELECT count(*) AS n, count(fv__v) AS matched, sum(fv__v) AS total FROM historical_features(spine, 'fv.v')"

@@ -34,8 +34,8 @@ columns() {  # columns SHIFT
     done
     local IFS=,; echo "${cols[*]}"
 }
-$PSQL -c "CREATE TABLE base AS SELECT $(columns 0) FROM generate_series(1, $ROWS)"
-$PSQL -c "CREATE TABLE cur AS SELECT $(columns 1) FROM generate_series($((ROWS + 1)), $((2 * ROWS)))"
+$PSQL -c "CREATE TABLE base AS SELECT $(columns 0) FROM generate_series(1::BIGINT, $ROWS) AS s(value)"
+$PSQL -c "CREATE TABLE cur AS SELECT $(columns 1) FROM generate_series($((ROWS + 1))::BIGINT, $((2 * ROWS))) AS s(value)"
 
 echo "== hindsight drift() ($ROWS x 20 against $ROWS x 20)"
 for _ in 1 2 3; do

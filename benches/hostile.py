@@ -109,7 +109,7 @@ print(f"appends: {len(acked)} acknowledged; rows (count, distinct) via server A 
       f"{sum(live.values())} rows in {len(live)} live files by the Delta log; {optimize} compactions")
 
 # 2. Hostile statements against server A, probes on both servers.
-a.execute("CREATE TABLE t (id BIGINT); INSERT INTO t SELECT value FROM generate_series(1, 100000)")
+a.execute("CREATE TABLE t (id BIGINT); INSERT INTO t SELECT value FROM generate_series(1, 100000) AS s(value)")
 slowest = [0.0, 0.0]
 probing = True
 
@@ -169,7 +169,7 @@ run("`SELECT repeat('x', 1500000000)`", "SELECT repeat('x', 1500000000)")
 run("`SELECT length(repeat('x', 1000000000))`", "SELECT length(repeat('x', 1000000000))")
 run("`string_agg` over 10 GB", "SELECT length(string_agg(repeat('x', 1000), ',')) FROM generate_series(1, 10000000)")
 run("sort of a 10^10-row cross join (statement_timeout 10 s)",
-    "SELECT a.value * b.value AS v FROM generate_series(1, 100000) a, generate_series(1, 100000) b ORDER BY v",
+    "SELECT a.value * b.value AS v FROM generate_series(1::BIGINT, 100000) a(value), generate_series(1::BIGINT, 100000) b(value) ORDER BY v",
     setup="SET statement_timeout = '10s'")
 run("`SET datafusion.execution.batch_size = 1000000000`", "SET datafusion.execution.batch_size = 1000000000")
 

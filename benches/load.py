@@ -54,7 +54,7 @@ for _ in range(200):
         time.sleep(0.1)
 for t in range(TABLES):
     admin.execute(f"CREATE TABLE m{t} (id BIGINT, client BIGINT, x DOUBLE PRECISION, tag TEXT)")
-    admin.execute(f"INSERT INTO m{t} SELECT value, -1, value / 7.0, 'seed' FROM generate_series(1, 5000)")
+    admin.execute(f"INSERT INTO m{t} SELECT value, -1, value / 7.0, 'seed' FROM generate_series(1, 5000) AS s(value)")
 
 stop = time.time() + seconds
 served = [0] * clients

@@ -18,7 +18,7 @@ rm -rf "$WH"
 start_hindsight "$WH" $PORT "$WORK/metrics.log"
 trap 'kill $HS_PID 2>/dev/null || true' EXIT
 # Scores in 10,007 steps (so there are ties), labels about 40% positive, 100 slices.
-$PSQL -c "CREATE TABLE preds AS SELECT value % 100 AS slice, ((value * 7919) % 10007) / 10007.0 AS score, (value * 104729) % 997 < 400 AS label, ((value * 31) % 1000) / 10.0 AS pred, ((value * 17) % 1000) / 10.0 AS y FROM generate_series(1, $ROWS)"
+$PSQL -c "CREATE TABLE preds AS SELECT value % 100 AS slice, ((value * 7919) % 10007) / 10007.0 AS score, (value * 104729) % 997 < 400 AS label, ((value * 31) % 1000) / 10.0 AS pred, ((value * 17) % 1000) / 10.0 AS y FROM generate_series(1::BIGINT, $ROWS) AS s(value)"
 
 echo "== hindsight ($ROWS rows)"
 timed "roc_auc" "SELECT roc_auc(score, label) FROM preds"

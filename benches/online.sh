@@ -36,7 +36,7 @@ rm -rf "$WH"
 start_hindsight "$WH" $HS_PORT "$WORK/online.log"
 trap 'kill $HS_PID 2>/dev/null || true' EXIT
 PSQL="psql -h 127.0.0.1 -p $HS_PORT -U hindsight -X -q"
-$PSQL -c "CREATE TABLE driver_stats AS SELECT value % $ENTITIES AS driver_id, to_timestamp_seconds($(date +%s) - (value / $ENTITIES) * 60) AS ts, (value % 97) * 0.01 AS conv_rate, value % 1000 AS trips, 'city' || (value % 50) AS city FROM generate_series(1, $(( ENTITIES * PER )))"
+$PSQL -c "CREATE TABLE driver_stats AS SELECT value % $ENTITIES AS driver_id, to_timestamp_seconds($(date +%s) - (value / $ENTITIES) * 60) AS ts, (value % 97) * 0.01 AS conv_rate, value % 1000 AS trips, 'city' || (value % 50) AS city FROM generate_series(1::BIGINT, $(( ENTITIES * PER ))) AS s(value)"
 $PSQL -c "CREATE FEATURE VIEW v_stats ON driver_stats ENTITY (driver_id) TIMESTAMP ts TTL INTERVAL '1 day'"
 t0=$(date +%s.%N); $PSQL -Atc "SELECT * FROM online_features('v_stats', 1)" >/dev/null; t1=$(date +%s.%N)
 echo "index build (first lookup): $(echo "$t1 - $t0" | bc) s"
@@ -52,7 +52,7 @@ echo "== PostgreSQL 15: primary-key lookup of the same latest rows"
 start_postgres "$WORK/pgdata-online" $PG_PORT
 PG="psql -h 127.0.0.1 -p $PG_PORT -U postgres -X -q"
 $PG -c "CREATE TABLE driver_stats_latest (driver_id BIGINT PRIMARY KEY, ts TIMESTAMPTZ, conv_rate DOUBLE PRECISION, trips BIGINT, city TEXT)"
-$PG -c "INSERT INTO driver_stats_latest SELECT g % $ENTITIES, now(), (g % 97) * 0.01, g % 1000, 'city' || (g % 50) FROM generate_series(1, $ENTITIES) g"
+$PG -c "INSERT INTO driver_stats_latest SELECT g % $ENTITIES, now(), (g % 97) * 0.01, g % 1000, 'city' || (g % 50) FROM generate_series(1::BIGINT, $ENTITIES) g"
 $PG -c "VACUUM ANALYZE driver_stats_latest"
 cat > "$WORK/pg-online.sql" <<SQL
 \set k random(0, $(( ENTITIES - 1 )))

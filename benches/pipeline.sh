@@ -19,8 +19,8 @@ rm -rf "$WH"
 start_hindsight "$WH" $PORT "$WORK/pipeline.log"
 trap 'kill $HS_PID 2>/dev/null || true' EXIT
 # Labels for 80% of the predictions, in another order.
-$PSQL -c "CREATE TABLE predictions AS SELECT value AS request_id, value % 100 AS slice, ((value * 7919) % 10007) / 10007.0 AS score FROM generate_series(1, $ROWS)"
-$PSQL -c "CREATE TABLE labels AS SELECT (value * 7) % $ROWS + 1 AS request_id, (value * 104729) % 997 < 400 AS defaulted FROM generate_series(1, $((ROWS * 8 / 10)))"
+$PSQL -c "CREATE TABLE predictions AS SELECT value AS request_id, value % 100 AS slice, ((value * 7919) % 10007) / 10007.0 AS score FROM generate_series(1::BIGINT, $ROWS) AS s(value)"
+$PSQL -c "CREATE TABLE labels AS SELECT (value * 7) % $ROWS + 1 AS request_id, (value * 104729) % 997 < 400 AS defaulted FROM generate_series(1::BIGINT, $((ROWS * 8 / 10))) AS s(value)"
 
 Q1="SELECT roc_auc(p.score, l.defaulted), log_loss(p.score, l.defaulted) FROM predictions p JOIN labels l ON l.request_id = p.request_id"
 Q2="SELECT p.slice, roc_auc(p.score, l.defaulted), log_loss(p.score, l.defaulted) FROM predictions p JOIN labels l ON l.request_id = p.request_id GROUP BY p.slice ORDER BY p.slice"

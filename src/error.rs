@@ -68,6 +68,21 @@ pub enum Error {
     #[error("{0}")]
     InvalidDatetime(String),
 
+    /// A logarithm of zero or of a negative number.
+    #[error("{0}")]
+    InvalidLogArgument(String),
+
+    /// A square root of a negative number, or a power with no real value.
+    #[error("{0}")]
+    InvalidPowerArgument(String),
+
+    /// An interval whose months, days or microseconds leave their range (`interval_mul`).
+    #[error("interval out of range")]
+    IntervalOutOfRange,
+
+    #[error("division by zero")]
+    DivisionByZero,
+
     /// A named object that is not a table (a dataset, ...) already exists.
     #[error("{0}")]
     DuplicateObject(String),
@@ -195,6 +210,10 @@ impl Error {
             Error::NoSuchVersion(_) => "22023",
             Error::VersionUnavailable { .. } => "58P01",
             Error::InvalidDatetime(_) => "22007",
+            Error::InvalidLogArgument(_) => "2201E",
+            Error::InvalidPowerArgument(_) => "2201F",
+            Error::IntervalOutOfRange => "22008",
+            Error::DivisionByZero => "22012",
             Error::DuplicateObject(_) => "42710",
             Error::UndefinedObject(_) => "42704",
             Error::DuplicateColumn(_) => "42701",

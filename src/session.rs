@@ -125,7 +125,7 @@ impl Session {
         // Delta stores plain UTF-8; reading it as Utf8View costs a conversion on every write back.
         config.options_mut().sql_parser.map_string_types_to_utf8view = false;
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
-        config.options_mut().execution.time_zone = Some("+00:00".into());
+        config.options_mut().execution.time_zone = Some(crate::sql::semantics::SESSION_ZONE.into());
         // Round-robin batches scramble a scan's row order, which ASOF JOIN and
         // historical_features promise to keep for their left side (the spine). Large files still
         // scan in parallel, split into byte ranges read in order.
@@ -147,10 +147,16 @@ impl Session {
             let state = ctx.state_ref();
             let mut state = state.write();
             datafusion_pg_functions::register_all(&mut *state);
+            // PostgreSQL's types for literals and date arithmetic, before DataFusion's type coercion.
+            let mut analyzer_rules = state.analyzer().rules.clone();
+            let coercion = analyzer_rules.iter().position(|r| r.name() == "type_coercion").unwrap_or(0);
+            analyzer_rules.insert(coercion, Arc::new(crate::sql::semantics::types::PostgresTypes));
             // delta-rs operations plan their own extension nodes (metrics, validation) in our
             // session, so its planner must be ours too.
             *state = datafusion::execution::SessionStateBuilder::new_from_existing(state.clone())
                 .with_query_planner(Arc::new(crate::features::asof::HindsightPlanner))
+                .with_analyzer_rules(analyzer_rules)
+                .with_physical_optimizer_rule(Arc::new(crate::limits::yielding::YieldAfterAmplifiers))
                 .build();
             state.add_analyzer_rule(Arc::new(crate::features::asof::AsofJoinRule));
             state.add_analyzer_rule(Arc::new(crate::sql::semantics::arithmetic::PostgresArithmetic));
@@ -364,7 +370,7 @@ impl Session {
                 params.sort_by_key(|(k, _)| k.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
                 let result = match &plan {
                     LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) => None,
-                    p => Some(Arc::new(p.schema().as_arrow().clone())),
+                    p => Some(self.result_schema(p)),
                 };
                 Ok(Description { params: params.into_iter().map(|(_, t)| t).collect(), result })
             }
@@ -407,10 +413,23 @@ impl Session {
         Ok((plan, partition_by))
     }
 
+    /// The schema a plan's rows will have: after the analyzer rules, which may change a
+    /// column's type (integer literals are `integer`, not `bigint`; `semantics::literals`).
+    /// A client decodes binary rows by the type it was told, so this, not the unanalyzed
+    /// plan's schema, is what Describe reports. A plan the analyzer cannot check yet (say, a
+    /// parameter without a type) falls back to the planner's schema.
+    fn result_schema(&self, plan: &LogicalPlan) -> SchemaRef {
+        let state = self.ctx.state();
+        match state.analyzer().execute_and_check(plan.clone(), state.config_options(), |_, _| {}) {
+            Ok(analyzed) => Arc::new(analyzed.schema().as_arrow().clone()),
+            Err(_) => Arc::new(plan.schema().as_arrow().clone()),
+        }
+    }
+
     /// The result schema of a query's text, by planning it.
     pub async fn query_schema(&self, query: &str) -> Result<SchemaRef> {
         let plan = Box::pin(self.plan_query(Statement::Query(sql::parse_query(query)?))).await?;
-        Ok(Arc::new(plan.schema().as_arrow().clone()))
+        Ok(self.result_schema(&plan))
     }
 
     /// Plans a query (for datasets, which run it themselves).
@@ -908,7 +927,14 @@ fn optimize_batch(r: &OptimizeReport) -> Result<RecordBatch> {
     )?)
 }
 
+/// `SHOW`'s one column, named as PostgreSQL spells the setting (`SHOW timezone` is `TimeZone`).
 fn show_schema(name: &str) -> SchemaRef {
+    let name = match name {
+        "timezone" => "TimeZone",
+        "datestyle" => "DateStyle",
+        "intervalstyle" => "IntervalStyle",
+        other => other,
+    };
     Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)]))
 }
 

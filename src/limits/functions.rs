@@ -179,6 +179,8 @@ fn scalar_point(s: &ScalarValue) -> Option<i128> {
     const DAY: i128 = 86_400_000_000;
     Some(match s {
         ScalarValue::Int64(Some(v)) => *v as i128,
+        ScalarValue::Int32(Some(v)) => *v as i128,
+        ScalarValue::Int16(Some(v)) => *v as i128,
         ScalarValue::Date32(Some(d)) => *d as i128 * DAY,
         ScalarValue::Date64(Some(ms)) => *ms as i128 * 1000,
         ScalarValue::TimestampSecond(Some(v), _) => *v as i128 * 1_000_000,

@@ -2,7 +2,8 @@
 //!
 //! Owns: the threads statements run on and how deep they may recurse (`depth`), the memory pool
 //! every session allocates from (`memory`), the functions whose output can outgrow their input
-//! (`functions`), and which engine settings a session may change and to what (`settings`).
+//! (`functions`), which engine settings a session may change and to what (`settings`), and that a
+//! computing statement yields often enough to be stopped (`yielding`).
 //! Must not: plan or run statements itself; `session` and `sql` call in here at their edges.
 //!
 //! The principle, as in PostgreSQL: a statement over a bound fails with its own error (54001
@@ -13,6 +14,7 @@ pub mod depth;
 pub mod functions;
 pub mod memory;
 pub mod settings;
+pub mod yielding;
 
 /// Stack of every thread that plans or runs a statement. Parsing, planning, DataFusion's
 /// expression formatting and delta-rs's predicate conversion all recurse once per level of an

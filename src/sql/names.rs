@@ -114,7 +114,6 @@ fn figure(expr: &Expr) -> Option<(String, u8)> {
         },
         Expr::TypedString(t) => Some((type_name(&t.data_type), 1)),
         Expr::Interval(_) => Some(("interval".into(), 1)),
-        Expr::Value(v) if matches!(v.value, Value::Boolean(_)) => Some(("bool".into(), 1)),
         Expr::Nested(e) | Expr::Collate { expr: e, .. } => figure(e),
         Expr::Case { else_result, .. } => match else_result.as_deref().and_then(figure) {
             Some((n, 2)) => Some((n, 2)),
@@ -129,6 +128,7 @@ fn figure(expr: &Expr) -> Option<(String, u8)> {
         Expr::Ceil { .. } => named("ceil"),
         Expr::Floor { .. } => named("floor"),
         Expr::Position { .. } => named("position"),
+        Expr::Substring { shorthand: true, .. } => named("substr"),
         Expr::Substring { .. } => named("substring"),
         Expr::Overlay { .. } => named("overlay"),
         Expr::Trim { trim_where, .. } => named(match trim_where {
@@ -224,7 +224,7 @@ mod tests {
         );
         assert_eq!(
             named("SELECT CASE WHEN x THEN 1 END, (SELECT max(b) FROM t), true, count(x) FROM o"),
-            "SELECT CASE WHEN x THEN 1 END AS \"case\", (SELECT max(b) AS \"max\" FROM t) AS \"max\", true AS \"bool\", count(x) AS \"count\" FROM o"
+            "SELECT CASE WHEN x THEN 1 END AS \"case\", (SELECT max(b) AS \"max\" FROM t) AS \"max\", true AS \"?column?\", count(x) AS \"count\" FROM o"
         );
         let twice = named("SELECT count(*), count(x) FROM o");
         assert!(twice.contains(&format!("AS \"count{HIDDEN}1\"")), "{twice}");

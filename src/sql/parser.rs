@@ -145,7 +145,13 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     // metadata queries) goes through all of datafusion-pg-catalog's rewrites and substitutions.
     if let Ok(stmts) = Parser::parse_sql(&PostgreSqlDialect {}, sql) {
         if !stmts.iter().any(reads_catalog) {
-            return stmts.into_iter().map(|s| checked(USER_RULES.iter().fold(s, |s, rule| rule.rewrite(s)))).collect();
+            return stmts
+                .into_iter()
+                .map(|mut s| {
+                    crate::sql::semantics::rewrites::subquery_membership(&mut s);
+                    checked(USER_RULES.iter().fold(s, |s, rule| rule.rewrite(s)))
+                })
+                .collect();
         }
     }
     if let Ok(stmts) = PG.parse(sql) {

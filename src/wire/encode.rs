@@ -1,8 +1,8 @@
 //! Arrow to PostgreSQL: type mapping and per-value encoding in text or binary format, for query
 //! results and for COPY TO. The only place that knows Postgres types.
 //!
-//! Types without a Postgres twin (maps, structs, unions, decimals over 28 digits, unsigned
-//! 64-bit integers) go out as `text`, formatted by Arrow, rather than failing the query.
+//! Types without a Postgres twin (maps, structs, unions, decimals over 28 digits) go out as
+//! `text`, formatted by Arrow, rather than failing the query.
 
 use std::sync::Arc;
 
@@ -27,7 +27,8 @@ pub fn pg_type(dt: &DataType) -> Type {
         DataType::Boolean => Type::BOOL,
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
         DataType::Int32 | DataType::UInt16 => Type::INT4,
-        DataType::Int64 | DataType::UInt32 => Type::INT8,
+        // Counts (DataFusion's row_number, rank) are unsigned 64-bit; PostgreSQL's are bigint.
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => Type::INT8,
         DataType::Float16 | DataType::Float32 => Type::FLOAT4,
         DataType::Float64 => Type::FLOAT8,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
@@ -37,6 +38,7 @@ pub fn pg_type(dt: &DataType) -> Type {
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
         DataType::Decimal128(p, _) if *p <= 28 => Type::NUMERIC,
+        DataType::Interval(_) | DataType::Duration(_) => Type::INTERVAL,
         DataType::Dictionary(_, v) => pg_type(v),
         DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => match pg_type(f.data_type()) {
             Type::BOOL => Type::BOOL_ARRAY,
@@ -67,8 +69,9 @@ pub fn pg_type_name(dt: &DataType) -> String {
         DataType::Float64 => "double precision".into(),
         DataType::Int16 | DataType::Int8 | DataType::UInt8 => "smallint".into(),
         DataType::Int32 | DataType::UInt16 => "integer".into(),
-        DataType::Int64 | DataType::UInt32 => "bigint".into(),
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => "bigint".into(),
         DataType::Boolean => "boolean".into(),
+        DataType::Interval(_) | DataType::Duration(_) => "interval".into(),
         _ => match pg_type(dt) {
             Type::TEXT_ARRAY => "text[]".into(),
             Type::INT4_ARRAY => "integer[]".into(),
@@ -129,8 +132,9 @@ enum Column {
     Timestamp(ArrayRef),
     TimestampTz(ArrayRef),
     Numeric(ArrayRef, u32),
+    Interval(ArrayRef),
     List(ArrayRef),
-    /// Anything else, formatted by Arrow (maps, structs, wide decimals, unsigned 64-bit).
+    /// Anything else, formatted by Arrow (maps, structs, wide decimals).
     Display(ArrayRef),
 }
 
@@ -160,6 +164,11 @@ impl BatchEncoder {
             DataType::UInt16 => Column::I32(to(&DataType::Int32)?),
             DataType::Int64 => Column::I64(a),
             DataType::UInt32 => Column::I64(to(&DataType::Int64)?),
+            // A value past i64::MAX is an error, not a NULL.
+            DataType::UInt64 => Column::I64(
+                datafusion::arrow::compute::cast_with_options(&a, &DataType::Int64, &datafusion::arrow::compute::CastOptions { safe: false, ..Default::default() })
+                    .map_err(err)?,
+            ),
             DataType::Float16 => Column::F32(to(&DataType::Float32)?),
             DataType::Float32 => Column::F32(a),
             DataType::Float64 => Column::F64(a),
@@ -178,6 +187,7 @@ impl BatchEncoder {
                 Column::TimestampTz(to(&DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())))?)
             }
             DataType::Decimal128(p, s) if *p <= 28 => Column::Numeric(a, (*s).max(0) as u32),
+            DataType::Interval(_) | DataType::Duration(_) => Column::Interval(a),
             DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _)
                 if pg_type(&dt) != Type::TEXT =>
             {
@@ -261,6 +271,7 @@ fn encode_value<S: FieldSink>(c: &Column, i: usize, sink: &mut S) -> PgWireResul
             let v = (!arr.is_null(i)).then(|| Decimal::from_i128_with_scale(arr.value(i), *scale));
             sink.put(&v)
         }
+        Column::Interval(a) => sink.put(&pg_interval(a, i)),
         Column::List(a) => encode_list(a, i, sink),
         Column::Display(a) => {
             if a.is_null(i) {
@@ -270,6 +281,104 @@ fn encode_value<S: FieldSink>(c: &Column, i: usize, sink: &mut S) -> PgWireResul
             let f = ArrayFormatter::try_new(a.as_ref(), &opts).map_err(err)?;
             sink.put(&Some(f.value(i).to_string()))
         }
+    }
+}
+
+/// Value `i` of an interval or duration column as PostgreSQL holds an interval. A duration
+/// (what DataFusion makes of `timestamp - timestamp`) carries whole days as days, as
+/// PostgreSQL's timestamp subtraction does (`9 days 23:48:51`, not `239:48:51`).
+fn pg_interval(a: &ArrayRef, i: usize) -> Option<PgInterval> {
+    if a.is_null(i) {
+        return None;
+    }
+    const DAY: i64 = 86_400_000_000;
+    let from_micros = |micros: i64| PgInterval { months: 0, days: (micros / DAY) as i32, micros: micros % DAY };
+    Some(match a.data_type() {
+        DataType::Interval(IntervalUnit::MonthDayNano) => {
+            let v = a.as_primitive::<IntervalMonthDayNanoType>().value(i);
+            PgInterval { months: v.months, days: v.days, micros: v.nanoseconds / 1000 }
+        }
+        DataType::Interval(IntervalUnit::DayTime) => {
+            let v = a.as_primitive::<IntervalDayTimeType>().value(i);
+            PgInterval { months: 0, days: v.days, micros: i64::from(v.milliseconds) * 1000 }
+        }
+        DataType::Interval(IntervalUnit::YearMonth) => {
+            PgInterval { months: a.as_primitive::<IntervalYearMonthType>().value(i), days: 0, micros: 0 }
+        }
+        DataType::Duration(TimeUnit::Second) => from_micros(a.as_primitive::<DurationSecondType>().value(i).saturating_mul(1_000_000)),
+        DataType::Duration(TimeUnit::Millisecond) => from_micros(a.as_primitive::<DurationMillisecondType>().value(i).saturating_mul(1000)),
+        DataType::Duration(TimeUnit::Microsecond) => from_micros(a.as_primitive::<DurationMicrosecondType>().value(i)),
+        DataType::Duration(TimeUnit::Nanosecond) => from_micros(a.as_primitive::<DurationNanosecondType>().value(i) / 1000),
+        _ => return None,
+    })
+}
+
+/// A PostgreSQL interval: months, days and microseconds, each with its own sign.
+#[derive(Debug, Clone, Copy)]
+pub struct PgInterval {
+    pub months: i32,
+    pub days: i32,
+    pub micros: i64,
+}
+
+impl std::fmt::Display for PgInterval {
+    /// `IntervalStyle = postgres`, as PostgreSQL's `EncodeInterval` writes it: `1 year 2 mons
+    /// -3 days +04:05:06.5`. A part follows a negative one with an explicit `+`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (mut zero, mut before) = (true, false);
+        let mut part = |f: &mut std::fmt::Formatter<'_>, value: i64, unit: &str| -> std::fmt::Result {
+            if value == 0 {
+                return Ok(());
+            }
+            let space = if zero { "" } else { " " };
+            let plus = if before && value > 0 { "+" } else { "" };
+            let plural = if value != 1 { "s" } else { "" };
+            before = value < 0;
+            zero = false;
+            write!(f, "{space}{plus}{value} {unit}{plural}")
+        };
+        part(f, i64::from(self.months / 12), "year")?;
+        part(f, i64::from(self.months % 12), "mon")?;
+        part(f, i64::from(self.days), "day")?;
+        if zero || self.micros != 0 {
+            let m = self.micros.unsigned_abs();
+            let sign = if self.micros < 0 { "-" } else if before { "+" } else { "" };
+            let space = if zero { "" } else { " " };
+            let (h, mi, sec, frac) = (m / 3_600_000_000, m / 60_000_000 % 60, m / 1_000_000 % 60, m % 1_000_000);
+            write!(f, "{space}{sign}{h:02}:{mi:02}:{sec:02}")?;
+            if frac > 0 {
+                write!(f, ".{}", format!("{frac:06}").trim_end_matches('0'))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ToSql for PgInterval {
+    fn to_sql(&self, _ty: &Type, out: &mut bytes::BytesMut) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use bytes::BufMut;
+        out.put_i64(self.micros);
+        out.put_i32(self.days);
+        out.put_i32(self.months);
+        Ok(postgres_types::IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::INTERVAL
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+impl ToSqlText for PgInterval {
+    fn to_sql_text(
+        &self,
+        _ty: &Type,
+        out: &mut bytes::BytesMut,
+        _format_options: &pgwire::types::format::FormatOptions,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.to_string().as_bytes());
+        Ok(postgres_types::IsNull::No)
     }
 }
 

@@ -145,7 +145,7 @@ async fn a_version_vacuumed_outside_hindsight_is_named() {
     let c = server.connect().await;
     c.batch_execute(
         "CREATE TABLE t (id BIGINT, v TEXT);
-         INSERT INTO t SELECT value, 'v' || value FROM generate_series(1, 100);
+         INSERT INTO t SELECT value, 'v' || value FROM generate_series(1, 100) AS s(value);
          CREATE DATASET d AS SELECT * FROM t;
          DELETE FROM t WHERE id <= 10",
     )

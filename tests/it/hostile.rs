@@ -82,7 +82,7 @@ async fn deep_and_long_expressions_are_answered_or_refused_and_the_server_lives(
     let port = free_port();
     let _server = KillOnDrop(spawn_with(dir.path(), port, &[], Stdio::null()));
     let c = wait_ready(port).await;
-    c.batch_execute("CREATE TABLE t (id BIGINT); INSERT INTO t SELECT value FROM generate_series(1, 5)").await.unwrap();
+    c.batch_execute("CREATE TABLE t (id BIGINT); INSERT INTO t SELECT value FROM generate_series(1, 5) AS s(value)").await.unwrap();
     let probe = Probe::start(port).await;
 
     // What PostgreSQL answers, hindsight answers.
@@ -140,14 +140,14 @@ async fn memory_bombs_fail_alone_within_the_server_pool() {
     let agg = "SELECT length(string_agg(repeat('x', 1000), ',')) FROM generate_series(1, 2000000)";
     assert_eq!(sqlstate(c.simple_query(agg).await), "53200");
     c.simple_query("SET statement_timeout = '3s'").await.unwrap();
-    let sort = "SELECT a.value * b.value AS v, repeat('y', 50) AS pad FROM generate_series(1, 100000) a, generate_series(1, 100000) b ORDER BY v";
+    let sort = "SELECT a.value * b.value AS v, repeat('y', 50) AS pad FROM generate_series(1::BIGINT, 100000) a(value), generate_series(1::BIGINT, 100000) b(value) ORDER BY v";
     let stopped = sqlstate(probe.answers_during(c.simple_query(sort)).await);
     assert!(stopped == "57014" || stopped == "53200", "the sort ended with {stopped}");
     c.simple_query("RESET statement_timeout").await.unwrap();
     // A large constant is repeated on every row of a batch: 400 rows of a 10 MB one, with the
     // statement's batches cut to fit.
     let big = "x".repeat(10 << 20);
-    let repeated = format!("SELECT max(length(x || value::text))::BIGINT FROM (SELECT '{big}' AS x, value FROM generate_series(1, 400)) s");
+    let repeated = format!("SELECT max(length(x || value::text))::BIGINT FROM (SELECT '{big}' AS x, value FROM generate_series(1, 400) AS s(value)) s");
     assert_eq!(one_i64(&c, &repeated).await, (10 << 20) + 3);
     // Engine settings are bounded, for admins too.
     assert_eq!(sqlstate(c.simple_query("SET datafusion.execution.batch_size = 1000000000").await), "22023");
@@ -326,7 +326,7 @@ async fn a_full_disk_is_53100_and_loses_no_committed_row() {
     let server = KillOnDrop(spawn_with(&mount.path().join("wh"), port, &["--auto-compact-files", "0"], Stdio::null()));
     let c = wait_ready(port).await;
     c.batch_execute("CREATE TABLE t (id BIGINT, s TEXT); INSERT INTO t VALUES (1, 'kept')").await.unwrap();
-    let fill = "INSERT INTO t SELECT value, md5(value::text) || md5((value + 1)::text) FROM generate_series(1, 400000)";
+    let fill = "INSERT INTO t SELECT value, md5(value::text) || md5((value + 1)::text) FROM generate_series(1, 400000) AS s(value)";
     assert_eq!(sqlstate(c.simple_query(fill).await), "53100");
     // Rows that do not compress: 600,000 of them are more than the disk holds.
     let sink = c.copy_in::<_, bytes::Bytes>("COPY t FROM STDIN").await.unwrap();

@@ -13,7 +13,7 @@ use crate::harness::{TestServer, message, sqlstate};
 /// Runs for hours unless stopped: the work happens while the one row is being produced.
 const SLOW: &str = "SELECT count(*) FROM generate_series(1, 100000000000)";
 /// Streams rows for hours unless stopped.
-const ENDLESS: &str = "SELECT value FROM generate_series(1, 100000000000)";
+const ENDLESS: &str = "SELECT value FROM generate_series(1, 100000000000) AS s(value)";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_request_stops_a_running_query_and_the_connection_lives_on() {
@@ -27,7 +27,7 @@ async fn a_cancel_request_stops_a_running_query_and_the_connection_lives_on() {
     let r = tokio::time::timeout(Duration::from_secs(30), c.simple_query(SLOW)).await.expect("cancel took effect");
     canceller.await.unwrap().unwrap();
     assert_eq!(sqlstate(r), "57014");
-    assert_eq!(c.query_one("SELECT 41 + 1", &[]).await.unwrap().get::<_, i64>(0), 42);
+    assert_eq!(c.query_one("SELECT 41 + 1", &[]).await.unwrap().get::<_, i32>(0), 42);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,6 +65,11 @@ async fn statement_timeout_stops_queries_per_session_and_by_server_default() {
     let e = c.simple_query(SLOW).await.expect_err("the timeout did not fire");
     assert_eq!(e.code().map(|c| c.code()), Some("57014"));
     assert!(message::<()>(Err(e)).contains("statement timeout"));
+    // A plan that computes without waiting on anything (a cross join under a sort polls its
+    // input once per 100,000 rows it makes) still stops; without yielding it ran for hours.
+    let computing = "SELECT a.v * b.v AS v FROM generate_series(1::BIGINT, 100000) a(v), generate_series(1::BIGINT, 100000) b(v) ORDER BY v LIMIT 3";
+    let stopped = tokio::time::timeout(Duration::from_secs(120), c.simple_query(computing)).await.expect("the timeout never fired");
+    assert_eq!(sqlstate(stopped), "57014");
     // The extended protocol too, and after rows started to flow.
     let rows = c.query_raw(ENDLESS, std::iter::empty::<i64>()).await.unwrap();
     pin_mut!(rows);
@@ -121,11 +126,11 @@ async fn a_query_over_the_memory_limit_fails_alone() {
     .await;
     let c = server.connect().await;
     // array_agg keeps every value in one accumulator, which cannot spill.
-    let r = c.simple_query("SELECT cardinality(array_agg(value)) FROM generate_series(1, 20000000)").await;
+    let r = c.simple_query("SELECT cardinality(array_agg(value)) FROM generate_series(1, 20000000) AS s(value)").await;
     assert_eq!(sqlstate(r), "53200");
     // Sorting spills to disk instead of failing.
     let row = c
-        .query_one("SELECT count(*) FROM (SELECT value FROM generate_series(1, 3000000) ORDER BY value DESC)", &[])
+        .query_one("SELECT count(*) FROM (SELECT value FROM generate_series(1, 3000000) AS s(value) ORDER BY value DESC)", &[])
         .await
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), 3_000_000);

@@ -62,7 +62,7 @@ async fn online_features_serve_the_latest_row_and_agree_with_training() {
     let training = c
         .query(
             "SELECT k, s__v FROM historical_features('SELECT value AS k, TIMESTAMP ''2030-01-01 00:00:00'' AS ts \
-             FROM generate_series(0, 209) ORDER BY k', 's.v')",
+             FROM generate_series(0::BIGINT, 209) AS g(value) ORDER BY k', 's.v')",
             &[],
         )
         .await

@@ -66,7 +66,7 @@ async fn a_large_result_streams_in_bounded_server_memory() {
     // About 600 MB of result: if the server held it, its peak memory would show it.
     let rows = c
         .query_raw(
-            "SELECT value, repeat('x', 100) AS pad FROM generate_series(1, 5000000)",
+            "SELECT value, repeat('x', 100) AS pad FROM generate_series(1, 5000000) AS s(value)",
             std::iter::empty::<i64>(),
         )
         .await

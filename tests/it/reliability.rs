@@ -198,7 +198,7 @@ async fn sixty_four_clients_of_mixed_reads_and_writes_on_two_servers() {
     let _ = wait_ready(ports[1]).await;
     for t in 0..TABLES {
         c.batch_execute(&format!("CREATE TABLE m{t} (id BIGINT, client BIGINT, x DOUBLE PRECISION, tag TEXT)")).await.expect("create");
-        c.batch_execute(&format!("INSERT INTO m{t} SELECT value, -1, value / 7.0, 'seed' FROM generate_series(1, 5000)")).await.expect("seed");
+        c.batch_execute(&format!("INSERT INTO m{t} SELECT value, -1, value / 7.0, 'seed' FROM generate_series(1, 5000) AS s(value)")).await.expect("seed");
     }
     drop(c);
     let start = Instant::now();

@@ -252,14 +252,14 @@ async fn results_stream_without_collecting() {
     let server = TestServer::start().await;
     let c = server.connect().await;
     let stream = c
-        .query_raw("SELECT value FROM generate_series(1, 300000)", std::iter::empty::<i64>())
+        .query_raw("SELECT value FROM generate_series(1, 300000) AS s(value)", std::iter::empty::<i64>())
         .await
         .unwrap();
     pin_mut!(stream);
     let (mut n, mut sum) = (0u64, 0i64);
     while let Some(row) = stream.next().await {
         n += 1;
-        sum += row.unwrap().get::<_, i64>(0);
+        sum += i64::from(row.unwrap().get::<_, i32>(0));
     }
     assert_eq!(n, 300_000);
     assert_eq!(sum, 300_000 * 300_001 / 2);

@@ -21,7 +21,6 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, DataFusionError, Result};
 use datafusion::functions::utils::make_scalar_function;
 use datafusion::config::ConfigOptions;
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     BinaryExpr, Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature, TryCast, Volatility,
@@ -37,22 +36,10 @@ impl AnalyzerRule for PostgresArithmetic {
     }
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        plan.transform_up_with_subqueries(|plan| {
-            let mut schema = DFSchema::empty();
-            for input in plan.inputs() {
-                schema.merge(input.schema());
-            }
-            if plan.inputs().is_empty() {
-                schema.merge(plan.schema());
-            }
-            let names = NamePreserver::new(&plan);
-            plan.map_expressions(|e| {
-                let saved = names.save(&e);
-                let rewritten = e.transform_up(|e| rewrite(e, &schema))?;
-                Ok(if rewritten.transformed { Transformed::yes(saved.restore(rewritten.data)) } else { rewritten })
-            })
+        super::rewrite_plan(plan, |plan| {
+            let schema = super::input_schema(&plan);
+            super::rewrite_expressions(plan, |e| e.transform_up(|e| rewrite(e, &schema)))
         })
-        .map(|t| t.data)
     }
 }
 
@@ -136,7 +123,7 @@ impl ScalarUDFImpl for PgOp {
     }
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        Ok(args[0].clone())
+        Ok(wider(args))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -146,6 +133,10 @@ impl ScalarUDFImpl for PgOp {
 
 impl Op {
     fn apply(self, arrays: &[ArrayRef]) -> Result<ArrayRef> {
+        // The operands share a type after coercion; a plan this rule's output was rewritten in
+        // again (delta-rs plans an UPDATE's assignments itself) may have narrowed a literal.
+        let to = wider(&arrays.iter().map(|a| a.data_type().clone()).collect::<Vec<_>>());
+        let arrays = arrays.iter().map(|a| datafusion::arrow::compute::cast(a, &to)).collect::<std::result::Result<Vec<_>, _>>()?;
         Ok(match self {
             Op::Add => numeric::add(&arrays[0], &arrays[1]).map_err(out_of_range(&arrays[0]))?,
             Op::Sub => numeric::sub(&arrays[0], &arrays[1]).map_err(out_of_range(&arrays[0]))?,
@@ -167,8 +158,19 @@ impl Op {
     }
 }
 
+/// The type both operands are computed in: a float if either is one, then the one with the
+/// most bytes (the first among equals).
+fn wider(types: &[DataType]) -> DataType {
+    let rank = |t: &DataType| (t.is_floating(), t.primitive_width().unwrap_or(0));
+    types.iter().fold(types[0].clone(), |w, t| if rank(t) > rank(&w) { t.clone() } else { w })
+}
+
 fn out_of_range(operand: &ArrayRef) -> impl Fn(datafusion::arrow::error::ArrowError) -> DataFusionError + '_ {
-    move |_| {
+    use datafusion::arrow::error::ArrowError;
+    move |e| {
+        if !matches!(e, ArrowError::ArithmeticOverflow(_)) {
+            return DataFusionError::ArrowError(Box::new(e), None);
+        }
         let name = match operand.data_type() {
             DataType::Int16 => "smallint",
             DataType::Int32 => "integer",
