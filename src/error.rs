@@ -83,6 +83,9 @@ pub enum Error {
     #[error("division by zero")]
     DivisionByZero,
 
+    #[error("more than one row returned by a subquery used as an expression")]
+    CardinalityViolation,
+
     /// A named object that is not a table (a dataset, ...) already exists.
     #[error("{0}")]
     DuplicateObject(String),
@@ -214,6 +217,7 @@ impl Error {
             Error::InvalidPowerArgument(_) => "2201F",
             Error::IntervalOutOfRange => "22008",
             Error::DivisionByZero => "22012",
+            Error::CardinalityViolation => "21000",
             Error::DuplicateObject(_) => "42710",
             Error::UndefinedObject(_) => "42704",
             Error::DuplicateColumn(_) => "42701",

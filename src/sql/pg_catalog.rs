@@ -3,7 +3,8 @@
 //!   DBeaver's function browser) call on it: `pg_function_is_visible`, `pg_get_function_result`,
 //!   `pg_get_function_arguments` and `pg_get_function_identity_arguments`;
 //! - `to_regtype(name)`, with which psycopg (and so SQLAlchemy) looks up types such as hstore;
-//! - `pg_get_serial_sequence` and `json_build_object`, which SQLAlchemy's column reflection calls;
+//! - `pg_get_serial_sequence`, which SQLAlchemy's column reflection calls (with `json_build_object`,
+//!   from `semantics::json`);
 //! - a rewrite of the correlated scalar subqueries over catalog tables that reflection queries
 //!   are full of, which DataFusion plans only when aggregated.
 //!
@@ -24,10 +25,10 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int32Arra
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use datafusion::catalog::{SchemaProvider, TableProvider};
-use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::MemTable;
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, create_udf};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast;
 use datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables;
@@ -289,7 +290,6 @@ pub fn install(ctx: &SessionContext, catalog_name: &str) -> DfResult<()> {
     }
     ctx.register_udf(to_regtype_udf());
     ctx.register_udf(no_sequence_udf());
-    ctx.register_udf(ScalarUDF::from(JsonBuildObject::default()));
     Ok(())
 }
 
@@ -345,64 +345,6 @@ fn visible_udf(name: &str) -> ScalarUDF {
         Ok(ColumnarValue::Array(Arc::new(out)))
     };
     create_udf(name, vec![DataType::Int32], DataType::Boolean, Volatility::Stable, Arc::new(function))
-}
-
-/// `json_build_object(key, value, ...)`: a JSON object as text.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct JsonBuildObject {
-    signature: Signature,
-}
-
-impl Default for JsonBuildObject {
-    fn default() -> Self {
-        Self { signature: Signature::variadic_any(Volatility::Immutable) }
-    }
-}
-
-impl ScalarUDFImpl for JsonBuildObject {
-    fn name(&self) -> &str {
-        "json_build_object"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
-        if arg_types.len() % 2 != 0 {
-            return datafusion::common::plan_err!("json_build_object takes pairs of keys and values");
-        }
-        Ok(DataType::Utf8)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let rows = args.number_rows;
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let mut out = Vec::with_capacity(rows);
-        for row in 0..rows {
-            let mut object = serde_json::Map::new();
-            for pair in arrays.chunks(2) {
-                let key = ScalarValue::try_from_array(&pair[0], row)?;
-                let value = ScalarValue::try_from_array(&pair[1], row)?;
-                object.insert(key.to_string(), json_value(&value));
-            }
-            out.push(serde_json::Value::Object(object).to_string());
-        }
-        Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
-    }
-}
-
-fn json_value(value: &ScalarValue) -> serde_json::Value {
-    use serde_json::Value;
-    if value.is_null() {
-        return Value::Null;
-    }
-    match value {
-        ScalarValue::Boolean(Some(b)) => Value::Bool(*b),
-        v if v.data_type().is_integer() => v.to_string().parse::<i64>().map_or(Value::String(v.to_string()), Value::from),
-        v if v.data_type().is_floating() => v.to_string().parse::<f64>().map_or(Value::Null, Value::from),
-        v => Value::String(v.to_string()),
-    }
 }
 
 /// The catalogs as pg_catalog lists them (`pg_class`, `pg_attribute`, so psql's `\d`): without

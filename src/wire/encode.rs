@@ -82,6 +82,15 @@ pub fn pg_type_name(dt: &DataType) -> String {
     }
 }
 
+/// A column's type: its Arrow type's, or `json`/`jsonb` for text its field marks as JSON.
+pub fn pg_field_type(f: &datafusion::arrow::datatypes::Field) -> Type {
+    match crate::sql::semantics::json::kind_of(f) {
+        Some(crate::sql::semantics::json::Kind::Json) => Type::JSON,
+        Some(crate::sql::semantics::json::Kind::Jsonb) => Type::JSONB,
+        None => pg_type(f.data_type()),
+    }
+}
+
 /// Row descriptions for a result schema, with each column's format from the portal.
 pub fn field_infos(schema: &Schema, format: Option<&Format>) -> Vec<FieldInfo> {
     schema
@@ -90,7 +99,7 @@ pub fn field_infos(schema: &Schema, format: Option<&Format>) -> Vec<FieldInfo> {
         .enumerate()
         .map(|(i, f)| {
             let fmt = format.map(|f| f.format_for(i)).unwrap_or(FieldFormat::Text);
-            FieldInfo::new(crate::sql::names::shown(f.name()).to_string(), None, None, pg_type(f.data_type()), fmt)
+            FieldInfo::new(crate::sql::names::shown(f.name()).to_string(), None, None, pg_field_type(f), fmt)
         })
         .collect()
 }
@@ -134,6 +143,8 @@ enum Column {
     Numeric(ArrayRef, u32),
     Interval(ArrayRef),
     List(ArrayRef),
+    /// jsonb text: its binary form is a version byte and the text.
+    Jsonb(ArrayRef),
     /// Anything else, formatted by Arrow (maps, structs, wide decimals).
     Display(ArrayRef),
 }
@@ -147,7 +158,11 @@ impl BatchEncoder {
         let columns = batch
             .columns()
             .iter()
-            .map(|a| Self::column(a.clone()))
+            .zip(batch.schema().fields())
+            .map(|(a, f)| match pg_field_type(f) {
+                Type::JSONB => Ok(Column::Jsonb(cast(a, &DataType::Utf8).map_err(err)?)),
+                _ => Self::column(a.clone()),
+            })
             .collect::<PgWireResult<Vec<_>>>()?;
         Ok(Self { columns, rows: batch.num_rows() })
     }
@@ -273,6 +288,10 @@ fn encode_value<S: FieldSink>(c: &Column, i: usize, sink: &mut S) -> PgWireResul
         }
         Column::Interval(a) => sink.put(&pg_interval(a, i)),
         Column::List(a) => encode_list(a, i, sink),
+        Column::Jsonb(a) => {
+            let arr = a.as_string::<i32>();
+            sink.put(&(!arr.is_null(i)).then(|| PgJsonb(arr.value(i))))
+        }
         Column::Display(a) => {
             if a.is_null(i) {
                 return sink.put(&None::<&str>);
@@ -351,6 +370,36 @@ impl std::fmt::Display for PgInterval {
             }
         }
         Ok(())
+    }
+}
+
+/// jsonb's text, and in binary its version byte (1) before the text.
+#[derive(Debug)]
+struct PgJsonb<'a>(&'a str);
+
+impl ToSql for PgJsonb<'_> {
+    fn to_sql(&self, _ty: &Type, out: &mut bytes::BytesMut) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&[1]);
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(postgres_types::IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+impl ToSqlText for PgJsonb<'_> {
+    fn to_sql_text(
+        &self,
+        _ty: &Type,
+        out: &mut bytes::BytesMut,
+        _format_options: &pgwire::types::format::FormatOptions,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(postgres_types::IsNull::No)
     }
 }
 

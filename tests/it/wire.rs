@@ -47,6 +47,26 @@ async fn extended_protocol_round_trips_types_in_binary() {
         .await
         .unwrap();
     assert_eq!(n.get::<_, i64>(0), 1);
+
+    // jsonb in binary is a version byte, then the text; json is the text.
+    let json = c.query_one("SELECT '{\"b\": 1, \"a\": 2}'::jsonb, '[1,  2]'::json", &[]).await.unwrap();
+    assert_eq!(json.columns()[0].type_(), &postgres_types::Type::JSONB);
+    assert_eq!(json.columns()[1].type_(), &postgres_types::Type::JSON);
+    assert_eq!(json.get::<_, Raw>(0).0, b"\x01{\"a\": 2, \"b\": 1}");
+    assert_eq!(json.get::<_, Raw>(1).0, b"[1,  2]");
+}
+
+/// A value's bytes as the server sent them.
+struct Raw(Vec<u8>);
+
+impl<'a> postgres_types::FromSql<'a> for Raw {
+    fn from_sql(_: &postgres_types::Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(raw.to_vec()))
+    }
+
+    fn accepts(_: &postgres_types::Type) -> bool {
+        true
+    }
 }
 
 #[tokio::test]

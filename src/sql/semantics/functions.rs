@@ -18,6 +18,7 @@
 //! - Functions DataFusion lacks: `make_timestamp`, `date(x)`, `isfinite`, `interval_mul` and
 //!   `interval_div` (what `interval * n` and `interval / n` are planned as, by an `ExprPlanner`), and the aggregates
 //!   `variance` and `every` (DataFusion's `var_samp` and `bool_and`).
+//! - `scalar_subquery_value(list)`, which `sql::subqueries` plans lookup subqueries with.
 //! - `upper`, `lower`: PostgreSQL (in the C.UTF-8 locale the test cluster uses) maps each
 //!   character to one character; Rust's full case mapping made `upper('straße')` `STRASSE`.
 
@@ -40,6 +41,7 @@ use datafusion::prelude::SessionContext;
 use super::SESSION_ZONE;
 
 pub fn install(ctx: &SessionContext) {
+    super::json::install(ctx);
     for udaf in super::ordered_set::udafs() {
         ctx.register_udaf(udaf);
     }
@@ -60,6 +62,7 @@ pub fn install(ctx: &SessionContext) {
         }
     }
     ctx.register_udf(ScalarUDF::new_from_impl(TimeZoneAt::default()));
+    ctx.register_udf(ScalarUDF::new_from_impl(ScalarSubqueryValue::default()));
     let state = ctx.state_ref();
     // Cannot fail: SessionState's registration only appends.
     let _ = state.write().register_expr_planner(Arc::new(IntervalArithmetic));
@@ -85,6 +88,55 @@ pub fn install(ctx: &SessionContext) {
         if let Ok(inner) = ctx.udf(name) {
             ctx.register_udf(ScalarUDF::new_from_impl(ParseWithTemplate { inner, date }));
         }
+    }
+}
+
+/// The value of a scalar subquery from the list of its rows' values (`sql::subqueries` plans a
+/// lookup subquery, which DataFusion decorrelates only aggregated, as `array_agg` under this).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ScalarSubqueryValue {
+    signature: Signature,
+}
+
+impl Default for ScalarSubqueryValue {
+    fn default() -> Self {
+        Self { signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for ScalarSubqueryValue {
+    fn name(&self) -> &str {
+        "scalar_subquery_value"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        datafusion::common::internal_err!("return_field_from_args is used")
+    }
+    fn return_field_from_args(&self, args: datafusion::logical_expr::ReturnFieldArgs) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        match args.arg_fields.first().map(|f| f.data_type()) {
+            Some(DataType::List(item)) => Ok(Arc::new(item.as_ref().clone().with_nullable(true))),
+            Some(DataType::Null) => Ok(Arc::new(datafusion::arrow::datatypes::Field::new(self.name(), DataType::Null, true))),
+            other => datafusion::common::plan_err!("scalar_subquery_value takes a list, not {other:?}"),
+        }
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let lists = ColumnarValue::values_to_arrays(&args.args)?;
+        let DataType::List(_) = lists[0].data_type() else { return Ok(ColumnarValue::Array(lists[0].clone())) };
+        let lists = lists[0].as_list::<i32>();
+        let mut take = Vec::with_capacity(lists.len());
+        let offsets = lists.value_offsets();
+        for row in 0..lists.len() {
+            let n = if lists.is_null(row) { 0 } else { offsets[row + 1] - offsets[row] };
+            match n {
+                0 => take.push(None),
+                1 => take.push(Some(offsets[row] as u32)),
+                _ => return Err(DataFusionError::External(Box::new(crate::error::Error::CardinalityViolation))),
+            }
+        }
+        let indices = datafusion::arrow::array::UInt32Array::from(take);
+        Ok(ColumnarValue::Array(datafusion::arrow::compute::take(lists.values().as_ref(), &indices, None)?))
     }
 }
 

@@ -5,7 +5,7 @@
 //! Owns: syntax rewrites before planning (`rewrites`), an analyzer rule for arithmetic and
 //! casts (`arithmetic`), one before type coercion for the types PostgreSQL gives literals and
 //! date arithmetic (`types`), and functions registered over DataFusion's of the same name
-//! (`functions`, `ordered_set`). Must not: touch storage or session state.
+//! (`functions`, `ordered_set`), and the `json`/`jsonb` types (`json`). Must not: touch storage or session state.
 
 use datafusion::common::{DFSchema, Result};
 use datafusion::common::tree_node::Transformed;
@@ -14,6 +14,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan};
 
 pub mod arithmetic;
 pub mod functions;
+pub mod json;
 pub mod ordered_set;
 pub mod rewrites;
 pub mod types;

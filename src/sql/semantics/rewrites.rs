@@ -60,6 +60,7 @@ pub fn rewrite(stmt: &mut Statement) -> Result<()> {
             regex_substring(expr);
             temporal_text(expr);
             local_time(expr);
+            json(expr);
             flow(quantified(expr).and_then(|()| similar_to(expr)))
         }
         fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<Error> {
@@ -385,9 +386,54 @@ fn set_returning(items: &mut [SelectItem]) {
                     }
                     return ControlFlow::<()>::Break(());
                 }
+                let name = f.name.to_string().to_ascii_lowercase();
+                if super::json::set_returning(&name) {
+                    // Unnesting drops the elements' JSON type, which reading them again restores.
+                    let sql = match name.as_str() {
+                        "jsonb_array_elements" => format!("jsonb(unnest({e}))"),
+                        "json_array_elements" => format!("json(unnest({e}))"),
+                        _ => format!("unnest({e})"),
+                    };
+                    if let Ok(unnested) = parse_expr(&sql) {
+                        *e = unnested;
+                    }
+                    return ControlFlow::<()>::Break(());
+                }
             }
             ControlFlow::Continue(())
         });
+    }
+}
+
+/// `x::json` and `x::jsonb` are the functions `json(x)` and `jsonb(x)` (`json`), which
+/// DataFusion has no type for; `json_agg(x ORDER BY y)` and `jsonb_agg` are `array_agg`
+/// finished as JSON, and `json_object_agg(k, v)` two of them.
+fn json(expr: &mut Expr) {
+    use datafusion::sql::sqlparser::ast::{DataType, ObjectName};
+    let sql = match expr {
+        Expr::Cast { expr: inner, data_type: DataType::JSON, .. } => format!("json({inner})"),
+        Expr::Cast { expr: inner, data_type: DataType::JSONB, .. } => format!("jsonb({inner})"),
+        Expr::Function(f) => {
+            let name = f.name.to_string().to_ascii_lowercase();
+            let finish = match name.as_str() {
+                "json_agg" | "jsonb_agg" => format!("{name}_finish"),
+                "json_object_agg" | "jsonb_object_agg" => "json_object_agg_finish".to_string(),
+                _ => return,
+            };
+            let FunctionArguments::List(list) = &f.args else { return };
+            let mut inner = f.clone();
+            inner.name = ObjectName::from(vec![Ident::new("array_agg")]);
+            if finish == "json_object_agg_finish" {
+                let [key, value] = list.args.as_slice() else { return };
+                format!("{finish}(array_agg({key}), array_agg({value}))")
+            } else {
+                format!("{finish}({inner})")
+            }
+        }
+        _ => return,
+    };
+    if let Ok(e) = parse_expr(&sql) {
+        *expr = e;
     }
 }
 
