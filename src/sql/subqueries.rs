@@ -9,20 +9,178 @@
 //! function (a lookup: `(SELECT c.name FROM c WHERE c.id = o.cid)`) is
 //! `scalar_subquery_value(array_agg(x))`: NULL for no row, the value for one, and PostgreSQL's
 //! 21000 for more. Anything else is left as written.
+//!
+//! `JOIN LATERAL (SELECT ... FROM o WHERE o.k = t.k ... ORDER BY ... LIMIT n) x ON true` (also
+//! `CROSS JOIN LATERAL`, `LEFT JOIN LATERAL` and `, LATERAL`), the top n rows of each, failed to
+//! plan too. When the subquery reads one table, correlates only by equalities of its columns
+//! with outer ones, and selects no function, it is the same join over numbered rows:
+//! `row_number() OVER (PARTITION BY o.k ORDER BY ...) <= n`, joined on `o.k = t.k`.
+
+use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    self, Expr, FunctionArgumentClause, FunctionArgumentList, FunctionArguments, GroupByExpr, LimitClause, OrderByKind,
-    Query, SelectItem, SetExpr, Statement, Value,
+    self, Expr, FunctionArgumentClause, FunctionArgumentList, FunctionArguments, GroupByExpr, JoinConstraint, JoinOperator,
+    LimitClause, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
 };
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 
-/// Rewrites every `ORDER BY ... LIMIT 1` scalar subquery of one expression in `stmt`.
+/// Rewrites every `ORDER BY ... LIMIT 1` scalar subquery of one expression in `stmt`, every
+/// lookup scalar subquery, and every top-n LATERAL join.
 pub fn rewrite(stmt: &mut Statement) {
+    struct Lateral;
+    impl ast::VisitorMut for Lateral {
+        type Break = ();
+        fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            lateral_top_n(query);
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = ast::VisitMut::visit(stmt, &mut Lateral);
     let _ = ast::visit_expressions_mut(stmt, |e| {
         if let Expr::Subquery(query) = e {
             first_value(query);
         }
-        std::ops::ControlFlow::<()>::Continue(())
+        ControlFlow::<()>::Continue(())
     });
+}
+
+fn lateral_top_n(query: &mut Query) {
+    let SetExpr::Select(select) = query.body.as_mut() else { return };
+    // The join adds key columns, which a `*` would show.
+    if select.projection.iter().any(|i| matches!(i, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..))) {
+        return;
+    }
+    // `FROM t, LATERAL (...) x` is `FROM t CROSS JOIN LATERAL (...) x`.
+    if select.from.len() == 2
+        && select.from[1].joins.is_empty()
+        && matches!(select.from[1].relation, TableFactor::Derived { lateral: true, .. })
+    {
+        if let Some(lateral) = select.from.pop() {
+            select.from[0].joins.push(ast::Join {
+                relation: lateral.relation,
+                global: false,
+                join_operator: JoinOperator::CrossJoin(JoinConstraint::None),
+            });
+        }
+    }
+    for from in &mut select.from {
+        for join in &mut from.joins {
+            let (left, on) = match &join.join_operator {
+                JoinOperator::CrossJoin(JoinConstraint::None) => (false, None),
+                JoinOperator::Join(JoinConstraint::On(on)) | JoinOperator::Inner(JoinConstraint::On(on)) => (false, Some(on)),
+                JoinOperator::Left(JoinConstraint::On(on)) | JoinOperator::LeftOuter(JoinConstraint::On(on)) => (true, Some(on)),
+                _ => continue,
+            };
+            let TableFactor::Derived { lateral: true, subquery, alias: Some(alias), .. } = &join.relation else { continue };
+            if !alias.columns.is_empty() {
+                continue;
+            }
+            let Some((numbered, outer)) = top_n(subquery) else { continue };
+            let mut condition: Vec<String> =
+                outer.iter().enumerate().map(|(i, o)| format!("{}.__lateral_key{i} = {o}", alias.name)).collect();
+            if let Some(on) = on.filter(|on| !matches!(on, Expr::Value(v) if v.value == Value::Boolean(true))) {
+                condition.push(format!("({on})"));
+            }
+            let parser = |sql: &str| Parser::new(&PostgreSqlDialect {}).try_with_sql(sql).ok();
+            let (Some(subquery), Some(condition)) = (
+                parser(&numbered).and_then(|mut p| p.parse_query().ok()),
+                parser(&condition.join(" AND ")).and_then(|mut p| p.parse_expr().ok()),
+            ) else {
+                continue;
+            };
+            let alias = alias.clone();
+            join.relation = TableFactor::Derived { lateral: false, subquery, alias: Some(alias), sample: None };
+            let constraint = JoinConstraint::On(condition);
+            join.join_operator = if left { JoinOperator::LeftOuter(constraint) } else { JoinOperator::Inner(constraint) };
+        }
+    }
+}
+
+/// A LATERAL subquery's top-n form over numbered rows, and the outer expressions its keys
+/// equal; `None` unless it has that shape.
+fn top_n(query: &Query) -> Option<(String, Vec<String>)> {
+    let Some(LimitClause::LimitOffset { limit: Some(Expr::Value(n)), offset: None, limit_by }) = &query.limit_clause else { return None };
+    let Value::Number(n, _) = &n.value else { return None };
+    if !limit_by.is_empty() || query.fetch.is_some() || query.with.is_some() {
+        return None;
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else { return None };
+    if !ungrouped(select) || select.from.len() != 1 || !select.from[0].joins.is_empty() {
+        return None;
+    }
+    let TableFactor::Table { name, alias, args: None, .. } = &select.from[0].relation else { return None };
+    let inner = match alias {
+        Some(a) if a.columns.is_empty() => a.name.value.clone(),
+        None => name.0.last()?.as_ident()?.value.clone(),
+        Some(_) => return None,
+    };
+    // Whether an expression reads only the subquery's table (qualified by it, or unqualified).
+    let own = |e: &Expr| {
+        calls_nothing(e)
+            && ast::visit_expressions(e, |e| match e {
+                Expr::CompoundIdentifier(parts) if parts.len() != 2 || parts[0].value != inner => ControlFlow::Break(()),
+                _ => ControlFlow::Continue(()),
+            })
+            .is_continue()
+    };
+    let projection: Vec<String> = select
+        .projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } if own(e) => Some(item.to_string()),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let mut conjuncts = vec![];
+    let mut stack: Vec<&Expr> = select.selection.iter().collect();
+    while let Some(e) = stack.pop() {
+        match e {
+            Expr::BinaryOp { left, op: ast::BinaryOperator::And, right } => stack.extend([left.as_ref(), right.as_ref()]),
+            Expr::Nested(e) => stack.push(e),
+            e => conjuncts.push(e),
+        }
+    }
+    let (mut keys, mut outer, mut rest) = (vec![], vec![], vec![]);
+    let column_of = |e: &Expr| matches!(e, Expr::CompoundIdentifier(p) if p.len() == 2 && p[0].value == inner);
+    let outer_column = |e: &Expr| matches!(e, Expr::CompoundIdentifier(p) if p.len() >= 2 && p[p.len() - 2].value != inner);
+    for c in conjuncts.into_iter().rev() {
+        match c {
+            Expr::BinaryOp { left, op: ast::BinaryOperator::Eq, right } if column_of(left) && outer_column(right) => {
+                keys.push(left.to_string());
+                outer.push(right.to_string());
+            }
+            Expr::BinaryOp { left, op: ast::BinaryOperator::Eq, right } if outer_column(left) && column_of(right) => {
+                keys.push(right.to_string());
+                outer.push(left.to_string());
+            }
+            c if own(c) => rest.push(format!("({c})")),
+            _ => return None,
+        }
+    }
+    if keys.is_empty() {
+        return None;
+    }
+    let order = match &query.order_by {
+        None => String::new(),
+        Some(o) => match &o.kind {
+            OrderByKind::Expressions(exprs) if exprs.iter().all(|e| own(&e.expr)) => {
+                format!(" ORDER BY {}", exprs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+            }
+            _ => return None,
+        },
+    };
+    let table = select.from[0].relation.to_string();
+    let key_columns: Vec<String> = keys.iter().enumerate().map(|(i, k)| format!("{k} AS __lateral_key{i}")).collect();
+    let filter = if rest.is_empty() { String::new() } else { format!(" WHERE {}", rest.join(" AND ")) };
+    let sql = format!(
+        "SELECT {}, {} FROM (SELECT *, row_number() OVER (PARTITION BY {}{order}) AS __lateral_row FROM {table}{filter}) AS {inner} \
+         WHERE __lateral_row <= {n}",
+        projection.join(", "),
+        key_columns.join(", "),
+        keys.join(", "),
+    );
+    Some((sql, outer))
 }
 
 fn first_value(query: &mut Query) {
@@ -39,11 +197,7 @@ fn first_value(query: &mut Query) {
         return;
     }
     let SetExpr::Select(select) = query.body.as_mut() else { return };
-    let plain = select.distinct.is_none()
-        && matches!(&select.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
-        && select.having.is_none()
-        && select.projection.len() == 1;
-    if !plain {
+    if !ungrouped(select) || select.projection.len() != 1 {
         return;
     }
     let expr = match &mut select.projection[0] {
@@ -66,20 +220,7 @@ fn first_value(query: &mut Query) {
     if !order.is_empty() {
         clauses.push(FunctionArgumentClause::OrderBy(order));
     }
-    *expr = Expr::Function(ast::Function {
-        name: ast::ObjectName::from(vec![ast::Ident::new("first_value")]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: vec![ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(value))],
-            clauses,
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    });
+    *expr = call("first_value", value, clauses);
     query.limit_clause = None;
 }
 
@@ -88,45 +229,53 @@ fn single_value(query: &mut Query) {
         return;
     }
     let SetExpr::Select(select) = query.body.as_mut() else { return };
-    let plain = select.distinct.is_none()
-        && matches!(&select.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
-        && select.having.is_none()
-        && select.named_window.is_empty()
-        && !select.from.is_empty()
-        && select.projection.len() == 1;
-    if !plain {
+    if !ungrouped(select) || select.from.is_empty() || select.projection.len() != 1 {
         return;
     }
     let expr = match &mut select.projection[0] {
         SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
         _ => return,
     };
-    // Any function may be an aggregate (which makes the subquery one row already) or a window.
-    let calls = ast::visit_expressions(&*expr, |e| match e {
-        Expr::Function(_) | Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => std::ops::ControlFlow::Break(()),
-        _ => std::ops::ControlFlow::Continue(()),
-    });
-    if calls.is_break() {
+    if !calls_nothing(expr) {
         return;
     }
     let value = std::mem::replace(expr, Expr::value(Value::Null));
-    let call = |name: &str, arg: Expr| {
-        Expr::Function(ast::Function {
-            name: ast::ObjectName::from(vec![ast::Ident::new(name)]),
-            uses_odbc_syntax: false,
-            parameters: FunctionArguments::None,
-            args: FunctionArguments::List(FunctionArgumentList {
-                duplicate_treatment: None,
-                args: vec![ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg))],
-                clauses: vec![],
-            }),
-            filter: None,
-            null_treatment: None,
-            over: None,
-            within_group: vec![],
-        })
-    };
-    *expr = call("scalar_subquery_value", call("array_agg", value));
+    *expr = call("scalar_subquery_value", call("array_agg", value, vec![]), vec![]);
+}
+
+/// No DISTINCT, grouping or window: one output row per row read.
+fn ungrouped(select: &ast::Select) -> bool {
+    select.distinct.is_none()
+        && matches!(&select.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+        && select.having.is_none()
+        && select.named_window.is_empty()
+}
+
+/// Whether an expression calls no function (any may be an aggregate or a window) and holds no
+/// subquery.
+fn calls_nothing(e: &Expr) -> bool {
+    ast::visit_expressions(e, |e| match e {
+        Expr::Function(_) | Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_continue()
+}
+
+fn call(name: &str, arg: Expr, clauses: Vec<FunctionArgumentClause>) -> Expr {
+    Expr::Function(ast::Function {
+        name: ast::ObjectName::from(vec![ast::Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: vec![ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg))],
+            clauses,
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
 }
 
 #[cfg(test)]

@@ -43,3 +43,6 @@ SELECT id, amount, amount > (SELECT avg(amount) FROM orders) AS above FROM order
 SELECT EXISTS (SELECT 1 FROM orders WHERE amount > 900), NOT EXISTS (SELECT 1 FROM orders WHERE amount > 9000);
 SELECT id FROM orders WHERE (customer_id, status) IN (SELECT customer_id, status FROM orders WHERE amount > 100) ORDER BY 1;
 SELECT id FROM customers WHERE id IN (1, 2) AND id IN (SELECT customer_id FROM orders) ORDER BY 1;
+SELECT c.name, x.amount, x.status FROM customers c, LATERAL (SELECT amount, o.status FROM orders o WHERE c.id = o.customer_id AND o.status <> 'refunded' ORDER BY amount, o.id LIMIT 2) x ORDER BY 1, 2;
+SELECT c.name, x.amount FROM customers c JOIN LATERAL (SELECT o.amount FROM orders o WHERE o.customer_id = c.id ORDER BY o.ordered_at LIMIT 1) x ON x.amount > 50 ORDER BY 1;
+SELECT o.id, (SELECT c.region FROM customers c WHERE c.id = o.customer_id) AS region FROM orders o ORDER BY 1;
