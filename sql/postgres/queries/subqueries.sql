@@ -46,3 +46,4 @@ SELECT id FROM customers WHERE id IN (1, 2) AND id IN (SELECT customer_id FROM o
 SELECT c.name, x.amount, x.status FROM customers c, LATERAL (SELECT amount, o.status FROM orders o WHERE c.id = o.customer_id AND o.status <> 'refunded' ORDER BY amount, o.id LIMIT 2) x ORDER BY 1, 2;
 SELECT c.name, x.amount FROM customers c JOIN LATERAL (SELECT o.amount FROM orders o WHERE o.customer_id = c.id ORDER BY o.ordered_at LIMIT 1) x ON x.amount > 50 ORDER BY 1;
 SELECT o.id, (SELECT c.region FROM customers c WHERE c.id = o.customer_id) AS region FROM orders o ORDER BY 1;
+SELECT id FROM orders o WHERE amount > 10 AND (o.customer_id, o.status) IN (SELECT c.id, 'paid' FROM customers c WHERE c.region = 'north') ORDER BY 1;

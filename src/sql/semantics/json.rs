@@ -754,13 +754,17 @@ impl ScalarUDFImpl for JsonFunction {
         let rows = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let fields = &args.arg_fields;
-        let out = Rows { arrays: &arrays, fields, op: self.op }.run(rows)?;
+        // Each argument as text once, not a cast per row.
+        let texts = arrays.iter().map(|a| datafusion::arrow::compute::cast(a, &DataType::Utf8).ok()).collect::<Vec<_>>();
+        let out = Rows { arrays: &arrays, texts: &texts, fields, op: self.op }.run(rows)?;
         Ok(ColumnarValue::Array(out))
     }
 }
 
 struct Rows<'a> {
     arrays: &'a [ArrayRef],
+    /// `arrays` cast to text, where they cast (lists do not).
+    texts: &'a [Option<ArrayRef>],
     fields: &'a [FieldRef],
     op: Op,
 }
@@ -774,12 +778,9 @@ enum Out {
 
 impl Rows<'_> {
     fn text(&self, i: usize, row: usize) -> Result<Option<String>> {
-        let Some(a) = self.arrays.get(i) else { return Ok(None) };
-        if a.is_null(row) {
-            return Ok(None);
-        }
-        let s = datafusion::arrow::compute::cast(&a.slice(row, 1), &DataType::Utf8)?;
-        Ok(Some(s.as_string::<i32>().value(0).to_string()))
+        let Some(Some(a)) = self.texts.get(i) else { return Ok(None) };
+        let a = a.as_string::<i32>();
+        Ok((!a.is_null(row)).then(|| a.value(row).to_string()))
     }
 
     /// Argument `i` as JSON (any text argument is read as JSON, as PostgreSQL reads an untyped

@@ -31,7 +31,8 @@
 //!   literal pattern is translated as PostgreSQL translates it; any other pattern is refused.
 //!
 //! And syntax PostgreSQL accepts that DataFusion refused, in the form DataFusion plans:
-//! `EXISTS (...)` in a select list (a count), `FETCH FIRST n ROWS ONLY` (`LIMIT`),
+//! `EXISTS (...)` in a select list (a count), `(a, b) IN (SELECT ...)` in a WHERE clause,
+//! `FETCH FIRST n ROWS ONLY` (`LIMIT`),
 //! `LOCALTIMESTAMP`, `TIMESTAMP '2025-03-01 06:00'` without seconds, intervals with a
 //! `hh:mm:ss` part, `unnest(a) AS x` naming its column `x`, and `unnest(ARRAY[...]) WITH
 //! ORDINALITY` over a constant array.
@@ -67,6 +68,9 @@ pub fn rewrite(stmt: &mut Statement) -> Result<()> {
             if let SetExpr::Select(select) = query.body.as_mut() {
                 set_returning(&mut select.projection);
                 exists_values(&mut select.projection);
+                if let Some(selection) = &mut select.selection {
+                    row_membership(selection);
+                }
             }
             fetch_first(query);
             flow(set_operations(&mut query.body))
@@ -580,4 +584,36 @@ fn unnest_ordinality(table: &mut TableFactor) -> Result<()> {
     }
     *table = TableFactor::Derived { lateral: false, subquery, alias: Some(alias), sample: None };
     Ok(())
+}
+
+/// `(a, b) IN (SELECT x, y ...)` in a WHERE clause, which DataFusion refused ("the subquery
+/// should only return one column"), as `EXISTS (... WHERE x = a AND y = b)`. Only where the
+/// IN is one of the WHERE clause's ANDed conditions: there its NULL (no match among rows with
+/// NULLs) and false both drop the row, so EXISTS answers the same. `NOT IN` is left alone.
+fn row_membership(selection: &mut Expr) {
+    match selection {
+        Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
+            row_membership(left);
+            row_membership(right);
+        }
+        Expr::Nested(e) => row_membership(e),
+        Expr::InSubquery { expr, subquery, negated: false } => {
+            let Expr::Tuple(items) = expr.as_ref() else { return };
+            let Some(names) = crate::sql::names::result_names(&subquery.body) else { return };
+            if names.len() != items.len() {
+                return;
+            }
+            let columns: Vec<String> = (0..items.len()).map(|i| format!("__in_{i}")).collect();
+            let matches: Vec<String> = items.iter().zip(&columns).map(|(item, c)| format!("__in.{c} = ({item})")).collect();
+            let sql = format!(
+                "EXISTS (SELECT 1 FROM ({subquery}) AS __in({}) WHERE {})",
+                columns.join(", "),
+                matches.join(" AND ")
+            );
+            if let Ok(e) = parse_expr(&sql) {
+                *selection = e;
+            }
+        }
+        _ => {}
+    }
 }
