@@ -49,6 +49,10 @@ pub enum Error {
     #[error("schema \"{0}\" is read-only: it holds hindsight's own metadata")]
     ReadOnlySchema(String),
 
+    /// A write into `datasets.*` other than CREATE DATASET's.
+    #[error("{table} is written only by {writer}: its rows are a record and cannot be changed by SQL")]
+    DerivedTable { table: String, writer: &'static str },
+
     #[error("configuration: {0}")]
     Config(String),
 
@@ -207,7 +211,7 @@ impl Error {
             Error::FeatureNotSupported(_) => "0A000",
             Error::InvalidText(_) | Error::CopyData { .. } => "22P02",
             Error::Conflict { .. } => "40001",
-            Error::ReadOnlySchema(_) => "42501",
+            Error::ReadOnlySchema(_) | Error::DerivedTable { .. } => "42501",
             Error::Config(_) => "F0000",
             Error::ReadOnly(_) => "25006",
             Error::NoSuchVersion(_) => "22023",

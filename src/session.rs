@@ -506,7 +506,7 @@ impl Session {
         match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
                 let name = self.resolve(&create.name)?;
-                writable_schema(&name)?;
+                insertable(&name)?;
                 if create.or_replace {
                     return Err(Error::FeatureNotSupported("CREATE OR REPLACE TABLE is not supported; DROP it first".into()));
                 }
@@ -610,7 +610,7 @@ impl Session {
 
     async fn copy_from(&self, table: &ObjectName, columns: &[String], options: CopyOptions) -> Result<Output> {
         let name = sql::table_name(table, &self.default_schema())?;
-        writable_schema(&name)?;
+        insertable(&name)?;
         let provider = self.provider(&name).await?;
         let schema = crate::copy::copy_schema(&datafusion::datasource::TableProvider::schema(&provider));
         let decoder = CopyDecoder::new(&name, schema, columns, options.clone())?;
@@ -943,6 +943,18 @@ fn show_tables_schema() -> SchemaRef {
         Field::new("table_schema", DataType::Utf8, false),
         Field::new("table_name", DataType::Utf8, false),
     ]))
+}
+
+/// Whether SQL may put rows into `name` (CREATE TABLE, COPY FROM): not into hindsight's own
+/// schemas, which only DROP (by an admin), VACUUM and OPTIMIZE may touch.
+fn insertable(name: &TableName) -> Result<()> {
+    writable_schema(name)?;
+    // A name that cannot be a table is that error (42602) first.
+    catalog::storable(name)?;
+    match catalog::derived_by(&name.schema) {
+        Some(writer) => Err(Error::DerivedTable { table: name.to_string(), writer }),
+        None => Ok(()),
+    }
 }
 
 fn writable_schema(name: &TableName) -> Result<()> {

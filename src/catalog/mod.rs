@@ -47,6 +47,17 @@ pub const SCHEMAS: [&str; 4] = ["public", "hindsight", "datasets", "eval"];
 pub const DEFAULT_SCHEMA: &str = "public";
 pub const METADATA_SCHEMA: &str = "hindsight";
 
+/// Schemas whose tables hindsight alone writes: `datasets`, by CREATE DATASET (the rows its
+/// hash recorded). SQL may read them and, as an admin, drop them; any other write would
+/// rewrite what an audit relies on. (`eval` is still a schema users write too: tests and
+/// clients use it as a second schema until CREATE SCHEMA exists.)
+pub fn derived_by(schema: &str) -> Option<&'static str> {
+    match schema {
+        "datasets" => Some("CREATE DATASET"),
+        _ => None,
+    }
+}
+
 /// Default time-travel retention: seven years, so that an auditor can ask about old decisions.
 pub const DEFAULT_RETENTION_DAYS: u64 = 2557;
 
