@@ -82,11 +82,8 @@ fn lateral_top_n(query: &mut Query) {
             if let Some(on) = on.filter(|on| !matches!(on, Expr::Value(v) if v.value == Value::Boolean(true))) {
                 condition.push(format!("({on})"));
             }
-            let parser = |sql: &str| Parser::new(&PostgreSqlDialect {}).try_with_sql(sql).ok();
-            let (Some(subquery), Some(condition)) = (
-                parser(&numbered).and_then(|mut p| p.parse_query().ok()),
-                parser(&condition.join(" AND ")).and_then(|mut p| p.parse_expr().ok()),
-            ) else {
+            let condition = Parser::new(&PostgreSqlDialect {}).try_with_sql(&condition.join(" AND ")).and_then(|mut p| p.parse_expr());
+            let (Ok(subquery), Ok(condition)) = (crate::sql::semantics::rewrites::parse_query(&numbered), condition) else {
                 continue;
             };
             let alias = alias.clone();
@@ -243,10 +240,11 @@ fn single_value(query: &mut Query) {
     *expr = call("scalar_subquery_value", call("array_agg", value, vec![]), vec![]);
 }
 
-/// No DISTINCT, grouping or window: one output row per row read.
-fn ungrouped(select: &ast::Select) -> bool {
+/// No DISTINCT, grouping (`GROUP BY ALL` included) or named window: one output row per row
+/// read.
+pub(crate) fn ungrouped(select: &ast::Select) -> bool {
     select.distinct.is_none()
-        && matches!(&select.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+        && matches!(&select.group_by, GroupByExpr::Expressions(g, m) if g.is_empty() && m.is_empty())
         && select.having.is_none()
         && select.named_window.is_empty()
 }

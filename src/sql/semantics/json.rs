@@ -810,10 +810,6 @@ impl Rows<'_> {
         }))
     }
 
-    fn keys(&self, row: usize) -> Result<Option<Vec<String>>> {
-        self.path(row, false)
-    }
-
     fn written(&self, v: &Value) -> String {
         text(v, style_of(self.kind(0)))
     }
@@ -884,8 +880,8 @@ impl Rows<'_> {
                 let Some(v) = self.json(0, row)? else { return Ok(Out::Bool(None)) };
                 Out::Bool(match q {
                     Quantifier::One => self.text(1, row)?.map(|k| has_key(&v, &k)),
-                    Quantifier::Any => self.keys(row)?.map(|ks| ks.iter().any(|k| has_key(&v, k))),
-                    Quantifier::All => self.keys(row)?.map(|ks| ks.iter().all(|k| has_key(&v, k))),
+                    Quantifier::Any => self.path(row, false)?.map(|ks| ks.iter().any(|k| has_key(&v, k))),
+                    Quantifier::All => self.path(row, false)?.map(|ks| ks.iter().all(|k| has_key(&v, k))),
                 })
             }
             Op::Concat => match (self.json(0, row)?, self.json(1, row)?) {

@@ -105,14 +105,9 @@ fn series_column(table: &mut TableFactor) {
     if alias.columns.is_empty() {
         alias.columns.push(TableAliasColumnDef { name: alias.name.clone(), data_type: None });
     }
-    let integers = integer_arguments(args.args.iter().map(|a| match a {
-        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
-        _ => None,
-    }));
+    let integers = integer_arguments(args.args.iter().map(unnamed));
     let args = args.args.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-    let series = integers
-        .then(|| Parser::new(&PostgreSqlDialect {}).try_with_sql(&format!("SELECT CAST(value AS INTEGER) AS value FROM {name}({args})")))
-        .and_then(|p| p.ok()?.parse_query().ok());
+    let series = integers.then(|| parse_query(&format!("SELECT CAST(value AS INTEGER) AS value FROM {name}({args})")).ok()).flatten();
     match series {
         Some(subquery) => *table = TableFactor::Derived { lateral: false, subquery, alias: Some(alias), sample: None },
         None => {
@@ -158,6 +153,19 @@ pub fn subquery_membership(stmt: &mut Statement) {
 
 fn parse_expr(sql: &str) -> Result<Expr> {
     Ok(Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?.parse_expr()?)
+}
+
+/// A query these rewrites write as text, parsed as PostgreSQL.
+pub(crate) fn parse_query(sql: &str) -> Result<Box<Query>> {
+    Ok(Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?.parse_query()?)
+}
+
+/// A positional argument's expression (`None` for a named or `*` argument).
+fn unnamed(a: &FunctionArg) -> Option<&Expr> {
+    match a {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+        _ => None,
+    }
 }
 
 fn quantified(expr: &mut Expr) -> Result<()> {
@@ -378,10 +386,7 @@ fn set_returning(items: &mut [SelectItem]) {
             if let Expr::Function(f) = e {
                 if f.name.to_string().eq_ignore_ascii_case("generate_series") {
                     let integers = match &f.args {
-                        FunctionArguments::List(list) => integer_arguments(list.args.iter().map(|a| match a {
-                            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
-                            _ => None,
-                        })),
+                        FunctionArguments::List(list) => integer_arguments(list.args.iter().map(unnamed)),
                         _ => false,
                     };
                     let sql = if integers { format!("CAST(unnest({e}) AS INTEGER)") } else { format!("unnest({e})") };
@@ -516,10 +521,7 @@ fn exists_values(items: &mut [SelectItem]) {
             let Expr::Exists { subquery, negated } = e else { return ControlFlow::<()>::Continue(()) };
             let mut counted = subquery.as_ref().clone();
             let SetExpr::Select(select) = counted.body.as_mut() else { return ControlFlow::Continue(()) };
-            let plain = select.having.is_none()
-                && select.distinct.is_none()
-                && select.named_window.is_empty()
-                && matches!(&select.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(g, m) if g.is_empty() && m.is_empty())
+            let plain = crate::sql::subqueries::ungrouped(select)
                 && counted.limit_clause.is_none()
                 && counted.fetch.is_none()
                 && counted.with.is_none();
@@ -574,7 +576,7 @@ fn unnest_ordinality(table: &mut TableFactor) -> Result<()> {
     }
     let alias = alias.take().unwrap_or_else(|| TableAlias { explicit: true, name: Ident::new("unnest"), columns: vec![], at: None });
     let sql = format!("SELECT __element, row_number() OVER () AS __ordinality FROM unnest({array}) AS __unnest(__element)");
-    let subquery = Parser::new(&PostgreSqlDialect {}).try_with_sql(&sql)?.parse_query()?;
+    let subquery = parse_query(&sql)?;
     let mut alias = alias;
     if alias.columns.is_empty() {
         alias.columns = vec![

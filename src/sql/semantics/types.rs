@@ -38,26 +38,25 @@ impl AnalyzerRule for PostgresTypes {
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         // A recursive query's work table keeps the types planned for it, which its recursive
-        // term reads; narrowing the static term alone would make the two disagree.
-        let mut recursive = false;
+        // term reads; narrowing the static term alone would make the two disagree. An INSERT's
+        // VALUES take the table's column types, and a subquery's reference to an outer VALUES
+        // column carries the type planned for it, which narrowing would contradict.
+        let (mut recursive, mut outer_references) = (false, false);
         plan.apply_with_subqueries(|p| {
             recursive |= matches!(p, LogicalPlan::RecursiveQuery(_));
+            if !outer_references {
+                p.apply_expressions(|e| {
+                    e.apply(|e| {
+                        outer_references |= matches!(e, Expr::OuterReferenceColumn(..));
+                        Ok(if outer_references { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+                    })
+                })?;
+            }
             Ok(if recursive { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
         })?;
         if recursive {
             return Ok(plan);
         }
-        // An INSERT's VALUES take the table's column types. A subquery's reference to an outer
-        // VALUES column carries the type planned for it, which narrowing would contradict.
-        let mut outer_references = false;
-        plan.apply_with_subqueries(|p| {
-            p.apply_expressions(|e| {
-                e.apply(|e| {
-                    outer_references |= matches!(e, Expr::OuterReferenceColumn(..));
-                    Ok(if outer_references { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
-                })
-            })
-        })?;
         let keep_values = outer_references || matches!(plan, LogicalPlan::Dml(_));
         super::rewrite_plan(plan, |plan| match plan {
             LogicalPlan::Limit(_) => Ok(Transformed::no(plan)),
