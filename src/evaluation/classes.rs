@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int64Type};
 use datafusion::common::utils::SingleRowListArrayBuilder;
@@ -27,6 +27,7 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility};
 
 use super::lists;
+use crate::sql::semantics::exact::{ExactSum, sums_list_type, sums_to_list};
 
 pub fn udafs() -> Vec<AggregateUDF> {
     use Kind::*;
@@ -128,7 +129,7 @@ impl AggregateUDFImpl for ClassMetric {
         let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, true)));
         Ok(match self.kind {
             k if k.at_threshold() => ["tp", "fp", "tn", "fn"].iter().map(|n| f(n, DataType::Int64)).collect(),
-            Kind::Ece => vec![f("count", list(DataType::Int64)), f("scores", list(DataType::Float64)), f("labels", list(DataType::Float64))],
+            Kind::Ece => vec![f("count", list(DataType::Int64)), f("scores", sums_list_type()), f("labels", sums_list_type())],
             _ => vec![f("preds", list(DataType::Utf8)), f("labels", list(DataType::Utf8)), f("counts", list(DataType::Int64))],
         })
     }
@@ -136,10 +137,6 @@ impl AggregateUDFImpl for ClassMetric {
 
 fn int_list(v: impl IntoIterator<Item = i64>) -> ScalarValue {
     SingleRowListArrayBuilder::new(Arc::new(Int64Array::from_iter_values(v))).build_list_scalar()
-}
-
-fn float_list(v: impl IntoIterator<Item = f64>) -> ScalarValue {
-    SingleRowListArrayBuilder::new(Arc::new(Float64Array::from_iter_values(v))).build_list_scalar()
 }
 
 
@@ -277,10 +274,11 @@ impl Accumulator for Classes {
     }
 }
 
-/// Per bin: rows, sum of scores, sum of labels.
+/// Per bin: rows, sum of scores, sum of labels (exact, so the answer does not depend on the
+/// order rows arrive in).
 #[derive(Debug)]
 struct Calibration {
-    bins: Vec<(i64, f64, f64)>,
+    bins: Vec<(i64, ExactSum, ExactSum)>,
 }
 
 impl Calibration {
@@ -289,7 +287,7 @@ impl Calibration {
             return datafusion::common::exec_err!("ece(): bins must be between 1 and 10000, not {bins}");
         }
         if self.bins.is_empty() {
-            self.bins = vec![(0, 0.0, 0.0); bins];
+            self.bins = vec![(0, ExactSum::new(), ExactSum::new()); bins];
         } else if self.bins.len() != bins {
             return datafusion::common::exec_err!("ece(): bins must be the same on every row");
         }
@@ -310,8 +308,8 @@ impl Accumulator for Calibration {
             let at = ((s.value(i) * bins as f64).floor().max(0.0) as usize).min(bins - 1);
             let bin = &mut self.bins[at];
             bin.0 += 1;
-            bin.1 += s.value(i);
-            bin.2 += l.value(i);
+            bin.1.add(s.value(i));
+            bin.2.add(l.value(i));
         }
         Ok(())
     }
@@ -321,19 +319,24 @@ impl Accumulator for Calibration {
         if total == 0 {
             return Ok(ScalarValue::Float64(None));
         }
-        let ece = self.bins.iter().filter(|b| b.0 > 0).map(|&(n, s, l)| (n as f64 / total as f64) * ((l - s) / n as f64).abs()).sum();
+        let ece = self
+            .bins
+            .iter()
+            .filter(|b| b.0 > 0)
+            .map(|(n, s, l)| (*n as f64 / total as f64) * ((l.value() - s.value()) / *n as f64).abs())
+            .sum();
         Ok(ScalarValue::Float64(Some(ece)))
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + 24 * self.bins.capacity()
+        std::mem::size_of_val(self) + self.bins.iter().map(|b| 8 + b.1.size() + b.2.size()).sum::<usize>()
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         Ok(vec![
             int_list(self.bins.iter().map(|b| b.0)),
-            float_list(self.bins.iter().map(|b| b.1)),
-            float_list(self.bins.iter().map(|b| b.2)),
+            sums_to_list(self.bins.iter().map(|b| &b.1)),
+            sums_to_list(self.bins.iter().map(|b| &b.2)),
         ])
     }
 
@@ -343,12 +346,12 @@ impl Accumulator for Calibration {
                 continue;
             }
             self.ensure(n.len())?;
-            let (n, s, l) = (n.as_primitive::<Int64Type>(), s.as_primitive::<Float64Type>(), l.as_primitive::<Float64Type>());
+            let (n, s, l) = (n.as_primitive::<Int64Type>(), s.as_binary::<i32>(), l.as_binary::<i32>());
             for i in 0..n.len() {
                 let bin = &mut self.bins[i];
                 bin.0 += n.value(i);
-                bin.1 += s.value(i);
-                bin.2 += l.value(i);
+                bin.1.merge(&ExactSum::from_bytes(s.value(i))?);
+                bin.2.merge(&ExactSum::from_bytes(l.value(i))?);
             }
         }
         Ok(())

@@ -28,7 +28,7 @@
 //! baselines, the Wasserstein distance divided by the baseline's standard deviation (>= 0.1 is
 //! drift) for numbers with n > 5, else the Jensen-Shannon distance (>= 0.1).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, StringArray};
@@ -178,7 +178,8 @@ impl AggregateUDFImpl for Drift {
 struct Sample {
     baseline: Vec<f64>,
     current: Vec<f64>,
-    counts: HashMap<String, [u64; 2]>,
+    /// Sorted, so that statistics sum their categories in one order on every run.
+    counts: BTreeMap<String, [u64; 2]>,
 }
 
 #[derive(Debug)]
@@ -546,16 +547,19 @@ fn chi2(counts: &[[u64; 2]]) -> (f64, f64) {
 }
 
 /// The two-proportion Z test of one value's share (Evidently's `z` test for binary columns);
-/// `counts` holds at most two values.
+/// `counts` holds at most two values, in sorted order.
+///
+/// As Evidently's `proportions_diff_z_stat_ind`, the statistic is the baseline share of the
+/// last value in sorted order (`true` of a boolean) minus its current share.
 fn z_test(counts: &[[u64; 2]]) -> (f64, f64) {
     if counts.len() < 2 {
         return (0.0, 1.0);
     }
     let (n0, n1) = counts.iter().fold((0u64, 0u64), |(a, b), c| (a + c[0], b + c[1]));
     let (n0, n1) = (n0 as f64, n1 as f64);
-    // The share of the first value on each side.
-    let (p0, p1) = (counts[0][0] as f64 / n0, counts[0][1] as f64 / n1);
-    let pooled = (counts[0][0] + counts[0][1]) as f64 / (n0 + n1);
+    let last = counts[counts.len() - 1];
+    let (p0, p1) = (last[0] as f64 / n0, last[1] as f64 / n1);
+    let pooled = (last[0] + last[1]) as f64 / (n0 + n1);
     let z = (p0 - p1) / (pooled * (1.0 - pooled) * (1.0 / n0 + 1.0 / n1)).sqrt();
     let p = statrs::function::erf::erfc(z.abs() / std::f64::consts::SQRT_2);
     (z, p)

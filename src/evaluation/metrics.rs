@@ -18,7 +18,8 @@
 //!   scores share the average of their positions' discounts (`ndcg_score`'s default); 0 when
 //!   every relevance is 0.
 //!
-//! Every function is NULL over no rows.
+//! Every function is NULL over no rows. Sums are exact (`sql::semantics::exact`), so a metric
+//! gives the same bits over the same rows in any order, partitioning or batch size.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -30,6 +31,8 @@ use datafusion::common::utils::SingleRowListArrayBuilder;
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility};
+
+use crate::sql::semantics::exact::{ExactSum, squares_around_mean};
 
 /// Every metric, to register in a session.
 pub fn udafs() -> Vec<AggregateUDF> {
@@ -118,7 +121,7 @@ impl AggregateUDFImpl for Metric {
         Ok(if self.kind.keeps_pairs() {
             Box::new(Pairs { kind: self.kind, scores: Vec::new(), labels: Vec::new(), k: None })
         } else {
-            Box::new(Sums { kind: self.kind, s: [0.0; 4], n: 0 })
+            Box::new(Sums { kind: self.kind, loss: ExactSum::new(), y: ExactSum::new(), y2: ExactSum::new(), n: 0 })
         })
     }
 
@@ -128,7 +131,7 @@ impl AggregateUDFImpl for Metric {
         Ok(if self.kind.keeps_pairs() {
             vec![f("scores", list()), f("labels", list()), f("k", DataType::Float64)]
         } else {
-            vec![f("s0", DataType::Float64), f("s1", DataType::Float64), f("s2", DataType::Float64), f("s3", DataType::Float64), f("n", DataType::Int64)]
+            vec![f("loss", DataType::Binary), f("y", DataType::Binary), f("y2", DataType::Binary), f("n", DataType::Int64)]
         })
     }
 }
@@ -139,48 +142,35 @@ fn pairs(values: &[ArrayRef]) -> Result<impl Iterator<Item = (f64, f64)> + '_> {
     Ok((0..a.len()).filter(move |&i| a.is_valid(i) && b.is_valid(i)).map(move |i| (a.value(i), b.value(i))))
 }
 
-/// Additive metrics. `s` holds, per kind:
-/// - log_loss, brier, rmse, mae, mape: [sum of the row's loss, -, -, -];
-/// - r2: [sum of squared errors, -, squares of y around its running mean (M2), mean of y],
-///   merged with Chan's parallel formula so SST stays accurate.
+/// Additive metrics, summed exactly (`ExactSum`) so that no partitioning or batch size changes
+/// a bit of the answer. `loss` is the sum of the row's loss (for r2, of squared errors); r2
+/// also keeps exact sums of y and y², from which SST comes in double-double arithmetic.
 #[derive(Debug)]
 struct Sums {
     kind: Kind,
-    s: [f64; 4],
+    loss: ExactSum,
+    y: ExactSum,
+    y2: ExactSum,
     n: i64,
-}
-
-impl Sums {
-    fn add_r2(&mut self, sse: f64, n: i64, mean: f64, m2: f64) {
-        if n == 0 {
-            return;
-        }
-        let total = self.n + n;
-        let delta = mean - self.s[3];
-        self.s[0] += sse;
-        self.s[2] += m2 + delta * delta * (self.n as f64) * (n as f64) / total as f64;
-        self.s[3] += delta * n as f64 / total as f64;
-        self.n = total;
-    }
 }
 
 impl Accumulator for Sums {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         for (p, y) in pairs(values)? {
-            if self.kind == Kind::R2 {
-                self.add_r2((y - p) * (y - p), 1, y, 0.0);
-                continue;
-            }
-            self.s[0] += match self.kind {
+            self.loss.add(match self.kind {
                 Kind::LogLoss => {
                     let p = p.clamp(f64::EPSILON, 1.0 - f64::EPSILON);
                     -(y * p.ln() + (1.0 - y) * (1.0 - p).ln())
                 }
-                Kind::Brier | Kind::Rmse => (p - y) * (p - y),
+                Kind::Brier | Kind::Rmse | Kind::R2 => (p - y) * (p - y),
                 Kind::Mae => (y - p).abs(),
                 Kind::Mape => (y - p).abs() / y.abs().max(f64::EPSILON),
                 _ => 0.0,
-            };
+            });
+            if self.kind == Kind::R2 {
+                self.y.add(y);
+                self.y2.add_square(y);
+            }
             self.n += 1;
         }
         Ok(())
@@ -190,45 +180,36 @@ impl Accumulator for Sums {
         if self.n == 0 {
             return Ok(ScalarValue::Float64(None));
         }
-        let n = self.n as f64;
+        let (n, loss) = (self.n as f64, self.loss.value());
         Ok(ScalarValue::Float64(Some(match self.kind {
-            Kind::Rmse => (self.s[0] / n).sqrt(),
+            Kind::Rmse => (loss / n).sqrt(),
             Kind::R2 => {
-                let (sse, sst) = (self.s[0], self.s[2]);
+                let sst = squares_around_mean(&self.y, &self.y2, self.n as u64);
                 if sst == 0.0 {
-                    if sse == 0.0 { 1.0 } else { 0.0 }
+                    if loss == 0.0 { 1.0 } else { 0.0 }
                 } else {
-                    1.0 - sse / sst
+                    1.0 - loss / sst
                 }
             }
-            _ => self.s[0] / n,
+            _ => loss / n,
         })))
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self)
+        std::mem::size_of_val(self) + self.loss.size() + self.y.size() + self.y2.size()
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let mut out: Vec<ScalarValue> = self.s.iter().map(|v| ScalarValue::Float64(Some(*v))).collect();
+        let mut out: Vec<ScalarValue> = [&self.loss, &self.y, &self.y2].iter().map(|s| ScalarValue::Binary(Some(s.to_bytes()))).collect();
         out.push(ScalarValue::Int64(Some(self.n)));
         Ok(out)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let s: Vec<&Float64Array> = states[..4].iter().map(|a| a.as_primitive::<Float64Type>()).collect();
-        let n = states[4].as_primitive::<Int64Type>();
-        for i in 0..n.len() {
-            if n.is_null(i) {
-                continue;
-            }
-            if self.kind == Kind::R2 {
-                self.add_r2(s[0].value(i), n.value(i), s[3].value(i), s[2].value(i));
-            } else {
-                self.s[0] += s[0].value(i);
-                self.n += n.value(i);
-            }
-        }
+        self.loss.merge_column(&states[0])?;
+        self.y.merge_column(&states[1])?;
+        self.y2.merge_column(&states[2])?;
+        self.n += states[3].as_primitive::<Int64Type>().iter().flatten().sum::<i64>();
         Ok(())
     }
 }
@@ -247,7 +228,8 @@ impl Pairs {
     fn ndcg(&self, k: usize) -> f64 {
         let discount = |rank: usize| if rank < k { 1.0 / ((rank + 2) as f64).log2() } else { 0.0 };
         let mut order: Vec<usize> = (0..self.scores.len()).collect();
-        order.sort_unstable_by(|&a, &b| self.scores[b].total_cmp(&self.scores[a]));
+        // Ties by label too, so that a tie's gains are summed in one order on every run.
+        order.sort_unstable_by(|&a, &b| self.scores[b].total_cmp(&self.scores[a]).then(self.labels[a].total_cmp(&self.labels[b])));
         let (mut dcg, mut i) = (0.0, 0);
         while i < order.len() {
             let start = i;

@@ -175,3 +175,65 @@ async fn a_version_vacuumed_outside_hindsight_is_named() {
     // The connection lives on, and the latest version still reads.
     assert_eq!(count(&c, "t").await, 90);
 }
+
+/// Issue 19: floating-point aggregates, metrics, drift and a dataset over a table of many files
+/// give the same bits on every run, whatever the partitions and batch size.
+#[tokio::test]
+async fn float_aggregates_and_datasets_are_bit_identical_whatever_the_partitioning() {
+    let server = TestServer::start().await;
+    let c = server.connect().await;
+    let mut rng = StdRng::seed_from_u64(19);
+    c.batch_execute("CREATE TABLE m (g BIGINT, x DOUBLE, s DOUBLE, y BOOLEAN, k TEXT)").await.unwrap();
+    // Six writes, six files; magnitudes from 1e-6 to 1e9 so that the order of addition shows.
+    for _ in 0..6 {
+        let values: Vec<String> = (0..1500)
+            .map(|_| {
+                let x = rng.random_range(-1.0..1.0) * 10f64.powi(rng.random_range(-6..10));
+                let (s, y) = (rng.random_range(0.0..1.0), rng.random_bool(0.3));
+                format!("({}, {x:e}, {s}, {y}, '{}')", rng.random_range(0..5), ["a", "b", "c", "d"][rng.random_range(0..4)])
+            })
+            .collect();
+        c.batch_execute(&format!("INSERT INTO m VALUES {}", values.join(", "))).await.unwrap();
+    }
+    let grouped = "SELECT sum(x), avg(x), stddev(x), variance(x), var_pop(x), stddev_pop(x), sum(DISTINCT x), avg(s), \
+                   log_loss(s, y), brier(s, y), rmse(s, x), mae(s, x), r2(s, x), ece(s, y, 10) FROM m GROUP BY g ORDER BY g";
+    let windowed = "SELECT sum(x) OVER (ORDER BY g ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) FROM \
+                    (SELECT g, sum(x) AS x FROM m GROUP BY g) ORDER BY g";
+    let drift = "SELECT statistic FROM drift('m', 'SELECT * FROM m WHERE g < 3') ORDER BY \"column\"";
+    let bits = |rows: Vec<tokio_postgres::Row>| -> Vec<Option<u64>> {
+        rows.iter().flat_map(|r| (0..r.len()).map(|i| r.get::<_, Option<f64>>(i).map(f64::to_bits)).collect::<Vec<_>>()).collect()
+    };
+    c.batch_execute("CREATE DATASET d AS SELECT g, sum(x) AS total, avg(x) AS mean, stddev(x) AS sd FROM m GROUP BY g").await.unwrap();
+    let mut first = None;
+    for run in 0..20 {
+        let (partitions, batch) = (1 + run % 4, [7, 64, 1000, 8192, 333][run % 5]);
+        c.batch_execute(&format!(
+            "SET datafusion.execution.target_partitions = {partitions}; SET datafusion.execution.batch_size = {batch}"
+        ))
+        .await
+        .unwrap();
+        let mut got = Vec::new();
+        for q in [grouped, windowed, drift, "SELECT sum(x), avg(x), stddev(x) FROM m"] {
+            got.push(bits(c.query(q, &[]).await.unwrap()));
+        }
+        match &first {
+            None => first = Some(got),
+            Some(want) => assert_eq!(&got, want, "run {run}: {partitions} partitions, batches of {batch}"),
+        }
+        if run % 5 == 0 {
+            assert!(reproduce(&c, "d").await.2, "REPRODUCE DATASET with {partitions} partitions, batches of {batch}");
+        }
+    }
+    // Against a compensated (Neumaier) sum of the values, which is within a few units in the
+    // last place of the true sum at this size.
+    let xs: Vec<f64> = c.query("SELECT x FROM m", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let (mut total, mut lost) = (0.0f64, 0.0f64);
+    for x in &xs {
+        let t = total + x;
+        lost += if total.abs() >= x.abs() { (total - t) + x } else { (x - t) + total };
+        total = t;
+    }
+    let got = c.query_one("SELECT sum(x) FROM m", &[]).await.unwrap().get::<_, f64>(0);
+    let scale: f64 = xs.iter().map(|x| x.abs()).sum();
+    assert!((got - (total + lost)).abs() <= 1e-13 * scale, "{got} vs {}", total + lost);
+}

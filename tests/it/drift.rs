@@ -236,8 +236,10 @@ async fn drift_table_function_picks_tests_as_evidently_does() {
     }
     let [(f0, n0), (f1, n1)] = counts[..] else { unreachable!() };
     let pooled = (f0 + f1) / (n0 + n1);
-    let z = ((n0 - f0) / n0 - (n1 - f1) / n1) / (pooled * (1.0 - pooled) * (1.0 / n0 + 1.0 / n1)).sqrt();
-    assert!(close(small[2].get::<_, f64>("statistic").abs(), z.abs(), 1e-9));
+    // Evidently's sign: the baseline share of `true` (the last value in sorted order) minus the
+    // current share.
+    let z = (f0 / n0 - f1 / n1) / (pooled * (1.0 - pooled) * (1.0 / n0 + 1.0 / n1)).sqrt();
+    assert!(close(small[2].get::<_, f64>("statistic"), z, 1e-9));
     assert!(close(small[2].get("p_value"), normal_two_sided(z), 1e-7), "{:?} vs {}", small[2].get::<_, f64>("p_value"), normal_two_sided(z));
 
     // Named columns, timestamps included when asked for; errors with their SQLSTATEs.

@@ -42,6 +42,8 @@ use super::SESSION_ZONE;
 
 pub fn install(ctx: &SessionContext) {
     super::json::install(ctx);
+    // Before the aliases below, so that `variance` names the exact `var_samp`.
+    super::exact::install(ctx);
     for udaf in super::ordered_set::udafs() {
         ctx.register_udaf(udaf);
     }

@@ -5,7 +5,8 @@
 //! Owns: syntax rewrites before planning (`rewrites`), an analyzer rule for arithmetic and
 //! casts (`arithmetic`), one before type coercion for the types PostgreSQL gives literals and
 //! date arithmetic (`types`), and functions registered over DataFusion's of the same name
-//! (`functions`, `ordered_set`), and the `json`/`jsonb` types (`json`). Must not: touch storage or session state.
+//! (`functions`, `ordered_set`), floating-point aggregates that do not depend on row order
+//! (`exact`), and the `json`/`jsonb` types (`json`). Must not: touch storage or session state.
 
 use datafusion::common::{DFSchema, Result};
 use datafusion::common::tree_node::Transformed;
@@ -13,6 +14,7 @@ use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 
 pub mod arithmetic;
+pub mod exact;
 pub mod functions;
 pub mod json;
 pub mod ordered_set;
