@@ -22,8 +22,6 @@ use datafusion::sql::sqlparser::ast::{
     self, Expr, FunctionArgumentClause, FunctionArgumentList, FunctionArguments, GroupByExpr, JoinConstraint, JoinOperator,
     LimitClause, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
 };
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 
 /// Rewrites every `ORDER BY ... LIMIT 1` scalar subquery of one expression in `stmt`, every
 /// lookup scalar subquery, and every top-n LATERAL join.
@@ -82,8 +80,8 @@ fn lateral_top_n(query: &mut Query) {
             if let Some(on) = on.filter(|on| !matches!(on, Expr::Value(v) if v.value == Value::Boolean(true))) {
                 condition.push(format!("({on})"));
             }
-            let condition = Parser::new(&PostgreSqlDialect {}).try_with_sql(&condition.join(" AND ")).and_then(|mut p| p.parse_expr());
-            let (Ok(subquery), Ok(condition)) = (crate::sql::semantics::rewrites::parse_query(&numbered), condition) else {
+            use crate::sql::semantics::rewrites::{parse_expr, parse_query};
+            let (Ok(subquery), Ok(condition)) = (parse_query(&numbered), parse_expr(&condition.join(" AND "))) else {
                 continue;
             };
             let alias = alias.clone();

@@ -126,14 +126,14 @@ impl ExactSum {
         }
     }
 
-    /// The square of `x`, exactly: `x * x` rounded, plus the rounding error (a fused
-    /// multiply-add gives it exactly).
+    /// Adds the square of `x` exactly.
     pub fn add_square(&mut self, x: f64) {
-        let p = x * x;
-        self.add(p);
-        if p.is_finite() {
-            self.add(x.mul_add(x, -p));
-        }
+        square_parts(x).into_iter().for_each(|part| self.add(part));
+    }
+
+    /// Subtracts a square added before (a sliding window's retraction), exactly.
+    pub fn sub_square(&mut self, x: f64) {
+        square_parts(x).into_iter().for_each(|part| self.sub(part));
     }
 
     /// Makes digits `from..to` (absolute indexes) exist.
@@ -261,6 +261,13 @@ impl ExactSum {
     pub fn size(&self) -> usize {
         std::mem::size_of::<Self>() + 8 * self.digits.capacity()
     }
+}
+
+/// x² as two doubles whose sum it is exactly: `x * x` rounded, and the rounding error (a fused
+/// multiply-add gives it exactly); the error is 0 when the square overflows.
+fn square_parts(x: f64) -> [f64; 2] {
+    let p = x * x;
+    [p, if p.is_finite() { x.mul_add(x, -p) } else { 0.0 }]
 }
 
 /// 2^e for -1074 <= e <= 1023, exactly.
@@ -517,10 +524,8 @@ impl Accumulator for Moments {
         for x in column.as_primitive::<Float64Type>().iter().flatten() {
             self.n -= 1;
             self.sum.sub(x);
-            if self.stat.squares() && x.is_finite() {
-                let p = x * x;
-                self.squares.sub(p);
-                self.squares.sub(x.mul_add(x, -p));
+            if self.stat.squares() {
+                self.squares.sub_square(x);
             }
         }
         Ok(())
@@ -681,6 +686,18 @@ mod tests {
             let want = exact as f64 / 1024.0; // i128 -> f64 rounds correctly (ties to even).
             assert_eq!(sum_of(&doubles).to_bits(), want.to_bits());
         }
+    }
+
+    #[test]
+    fn retracting_squares_undoes_adding_them_infinities_included() {
+        let mut s = ExactSum::new();
+        for x in [3.0, f64::INFINITY, 1e200, 0.1] {
+            s.add_square(x);
+        }
+        for x in [f64::INFINITY, 1e200, 0.1] {
+            s.sub_square(x);
+        }
+        assert_eq!(s.value(), 9.0);
     }
 
     #[test]

@@ -151,7 +151,8 @@ pub fn subquery_membership(stmt: &mut Statement) {
     });
 }
 
-fn parse_expr(sql: &str) -> Result<Expr> {
+/// An expression these rewrites write as text, parsed as PostgreSQL.
+pub(crate) fn parse_expr(sql: &str) -> Result<Expr> {
     Ok(Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?.parse_expr()?)
 }
 
