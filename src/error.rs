@@ -49,7 +49,7 @@ pub enum Error {
     #[error("schema \"{0}\" is read-only: it holds hindsight's own metadata")]
     ReadOnlySchema(String),
 
-    /// A write into `datasets.*` other than CREATE DATASET's.
+    /// A write into `datasets.*` or `eval.*` other than CREATE DATASET's or an evaluation run's.
     #[error("{table} is written only by {writer}: its rows are a record and cannot be changed by SQL")]
     DerivedTable { table: String, writer: &'static str },
 

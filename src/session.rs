@@ -526,6 +526,10 @@ impl Session {
             LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => {
                 let name = self.resolve(&drop.name)?;
                 writable_schema(&name)?;
+                // A record's history goes with its files: say who dropped which version first.
+                if catalog::derived_by(&name.schema).is_some() && self.warehouse.exists(&name).await? {
+                    self.warehouse.record_drop(&name, &self.user()).await?;
+                }
                 match self.warehouse.drop_table(&name).await {
                     Err(Error::UndefinedTable(_)) if drop.if_exists => Ok(Output::Command("DROP TABLE".into())),
                     other => other.map(|_| Output::Command("DROP TABLE".into())),
@@ -536,6 +540,15 @@ impl Session {
                 other.name()
             ))),
             LogicalPlan::Dml(ref dml) => {
+                // The providers refuse the writes they implement; TRUNCATE is refused here, so
+                // that a record says 42501 before anything says "not supported".
+                let target = self.resolve(&dml.table_name)?;
+                if target.schema == METADATA_SCHEMA {
+                    return Err(Error::ReadOnlySchema(METADATA_SCHEMA.into()));
+                }
+                if let Some(writer) = catalog::derived_by(&target.schema) {
+                    return Err(Error::DerivedTable { table: target.to_string(), writer });
+                }
                 let verb = match dml.op {
                     WriteOp::Insert(_) => "INSERT",
                     WriteOp::Update => "UPDATE",

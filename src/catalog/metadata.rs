@@ -93,7 +93,39 @@ pub fn evaluation_runs() -> (TableName, SchemaRef) {
     (TableName::new(METADATA_SCHEMA, "evaluation_runs"), Arc::new(schema))
 }
 
+/// `hindsight.drops`: one row per DROP TABLE of a record, a table in `datasets` or `eval`
+/// (see `derived_by`), written before its files are deleted: the table's history goes with
+/// them, so this row is what is left to say who dropped which version when.
+pub fn drops() -> (TableName, SchemaRef) {
+    let schema = Schema::new(vec![
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("last_version", DataType::Int64, false),
+        Field::new("dropped_at", utc(), false),
+        Field::new("dropped_by", DataType::Utf8, false),
+    ]);
+    (TableName::new(METADATA_SCHEMA, "drops"), Arc::new(schema))
+}
+
 impl Warehouse {
+    /// Records in `hindsight.drops` that `user` is dropping `name` (see [`drops`]).
+    pub async fn record_drop(&self, name: &TableName, user: &str) -> Result<()> {
+        use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+        let last_version = self.latest_version(name).await?;
+        let (meta, schema) = drops();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec![name.to_string()])),
+                Arc::new(Int64Array::from(vec![last_version as i64])),
+                Arc::new(TimestampMicrosecondArray::from(vec![chrono::Utc::now().timestamp_micros()]).with_timezone("UTC")),
+                Arc::new(StringArray::from(vec![user.to_string()])),
+            ],
+        )?;
+        let table = self.load_existing(&meta).await?;
+        table.write(vec![batch]).with_save_mode(deltalake::protocol::SaveMode::Append).await?;
+        Ok(())
+    }
+
     /// Claims a key once in the whole warehouse: true for the first caller, false for every
     /// other, across servers. It is an object written only if absent, the same atomic primitive
     /// a Delta commit uses, under `hindsight/_claims/` (no Delta table, so no catalog entry).
@@ -111,7 +143,7 @@ impl Warehouse {
     /// Creates the metadata tables a warehouse lacks. Two servers opening a new warehouse at
     /// once race harmlessly: the loser finds the table there.
     pub async fn ensure_metadata_tables(&self) -> Result<()> {
-        for (name, schema) in [datasets(), feature_views(), evaluations(), evaluation_runs()] {
+        for (name, schema) in [datasets(), feature_views(), evaluations(), evaluation_runs(), drops()] {
             // create_table checks for the table first, so an existing one costs one lookup.
             match self.create_table(&name, &schema, &[]).await {
                 Ok(_) | Err(Error::DuplicateTable(_)) => {}

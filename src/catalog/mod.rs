@@ -48,12 +48,13 @@ pub const DEFAULT_SCHEMA: &str = "public";
 pub const METADATA_SCHEMA: &str = "hindsight";
 
 /// Schemas whose tables hindsight alone writes: `datasets`, by CREATE DATASET (the rows its
-/// hash recorded). SQL may read them and, as an admin, drop them; any other write would
-/// rewrite what an audit relies on. (`eval` is still a schema users write too: tests and
-/// clients use it as a second schema until CREATE SCHEMA exists.)
+/// hash recorded), and `eval`, by evaluation runs (the history of a model's quality). SQL may
+/// read them and, as an admin, drop them (logged in `hindsight.drops`); any other write would
+/// rewrite what an audit relies on. The writers themselves go through `Warehouse`, not SQL.
 pub fn derived_by(schema: &str) -> Option<&'static str> {
     match schema {
         "datasets" => Some("CREATE DATASET"),
+        "eval" => Some("evaluation runs"),
         _ => None,
     }
 }
@@ -188,6 +189,13 @@ impl Warehouse {
     }
 
     /// The location for a new table. delta-rs wants a local folder to exist before it writes.
+    /// Held by a statement that makes `name` in several steps (CREATE DATASET: the rows, then
+    /// the registry row), so that no other statement of this server sees it half made. The
+    /// same lock as the table's writers take.
+    pub async fn creation_lock(&self, name: &TableName) -> Result<tokio::sync::OwnedMutexGuard<()>> {
+        Ok(sink::write_lock(self.table_url(name)?.as_str()).await)
+    }
+
     pub fn new_table_url(&self, name: &TableName) -> Result<Url> {
         let url = self.table_url(name)?;
         if url.scheme() == "file" {

@@ -48,10 +48,16 @@ pub(super) fn commit_properties(read: Option<u64>) -> CommitProperties {
 /// clients appending, most of the work was retries. Writers in other servers still race, and
 /// retry as above.
 pub(super) async fn table_write_lock(table: &DeltaTable) -> tokio::sync::OwnedMutexGuard<()> {
+    write_lock(table.table_url().as_str()).await
+}
+
+/// The write lock of the table at `url` (also held while a table that may not exist yet is
+/// made, see `Warehouse::creation_lock`).
+pub(super) async fn write_lock(url: &str) -> tokio::sync::OwnedMutexGuard<()> {
     static LOCKS: LazyLock<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
     let lock = {
         let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(table.table_url().to_string()).or_default().clone()
+        locks.entry(url.trim_end_matches('/').to_string()).or_default().clone()
     };
     lock.lock_owned().await
 }

@@ -1,7 +1,8 @@
 //! Reproducible datasets: `CREATE DATASET` pins every table its query reads to the version
 //! current at the start, runs it, writes the rows to `datasets.<name>` and records the query,
 //! the pins and a content hash in `hindsight.datasets`; `REPRODUCE DATASET` re-runs the stored
-//! query at the pinned versions (never reading the materialised copy) and compares hashes.
+//! query at the pinned versions (never reading the materialised copy) and compares hashes, then
+//! hashes the copy too, if it is still there, to show it was not tampered with.
 //!
 //! Owns: the dataset lifecycle and its hash (`hash.rs`). Must not: speak the wire protocol; it
 //! plans through the session like any statement, so time travel and permissions stay in one place.
@@ -19,7 +20,7 @@ use datafusion::sql::sqlparser::ast::{ObjectName, Query, Statement};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::catalog::versions::PinnedVersions;
-use crate::catalog::{OneShotStream, TableName, metadata};
+use crate::catalog::{HindsightTable, OneShotStream, TableName, metadata};
 use crate::error::{Error, Result};
 use crate::features::historical;
 use crate::session::{Output, Session, batch_output};
@@ -76,11 +77,20 @@ fn hashing(stream: SendableRecordBatchStream, hasher: Arc<Mutex<ContentHasher>>)
 pub async fn create(session: &Session, name: &ObjectName, query: &str) -> Result<Output> {
     session.check_writable("CREATE DATASET")?;
     let table = dataset_name(name)?;
-    if lookup(session, &table.table).await?.is_some() || session.warehouse().exists(&table).await? {
+    // The copy and the registry row are two commits; no other CREATE DATASET of this name in
+    // this server runs between them.
+    let _creating = session.warehouse().creation_lock(&table).await?;
+    if lookup(session, &table.table).await?.is_some() {
         return Err(Error::DuplicateObject(format!(
             "dataset \"{}\" already exists; datasets are immutable, so choose a new name",
             table.table
         )));
+    }
+    // A copy without a registry row is what a crash between the two commits leaves: it never
+    // was a dataset (nothing recorded its hash), so it is replaced.
+    if session.warehouse().exists(&table).await? {
+        tracing::warn!(dataset = %table, "replacing the rows of an interrupted CREATE DATASET, which has no registry row");
+        session.warehouse().drop_table(&table).await?;
     }
     let default_schema = session.default_schema();
     // Resolved once, before anything runs: writers committing meanwhile cannot skew the rows.
@@ -136,6 +146,13 @@ pub async fn reproduce(session: &Session, name: &ObjectName) -> Result<Output> {
         hasher.update(&batch?)?;
     }
     let hash_now = hasher.finish(&schema);
+    let copy_identical = match copy_hash(session, &table, &schema).await {
+        Ok(copy) => copy.map(|(rows, hash)| rows == record.rows && hash == record.hash),
+        Err(e) => {
+            tracing::warn!(dataset = %table, error = %e.message(), "REPRODUCE: the materialised copy cannot be read");
+            Some(false)
+        }
+    };
     let out = reproduce_schema();
     let batch = RecordBatch::try_new(
         out.clone(),
@@ -146,9 +163,35 @@ pub async fn reproduce(session: &Session, name: &ObjectName) -> Result<Output> {
             Arc::new(StringArray::from(vec![record.hash.clone()])),
             Arc::new(StringArray::from(vec![hash_now.clone()])),
             Arc::new(BooleanArray::from(vec![record.hash == hash_now && record.rows == hasher.rows()])),
+            Arc::new(BooleanArray::from(vec![copy_identical])),
         ],
     )?;
     batch_output(batch)
+}
+
+/// The rows and content hash of `datasets.name` as it is now, if it exists, hashed under the
+/// column types the query produces (the copy reads back in Delta's, which the hash's encoding
+/// treats alike) and the copy's own column names.
+async fn copy_hash(session: &Session, table: &TableName, schema: &Schema) -> Result<Option<(u64, String)>> {
+    let warehouse = session.warehouse();
+    if !warehouse.exists(table).await? {
+        return Ok(None);
+    }
+    let delta = warehouse.load_existing(table).await?;
+    let provider = HindsightTable::try_new(warehouse, table.clone(), delta).await?;
+    let mut stream = session.context().read_table(Arc::new(provider))?.execute_stream().await?;
+    let copy_schema = stream.schema();
+    let mut hasher = ContentHasher::default();
+    while let Some(batch) = stream.next().await {
+        hasher.update(&batch?)?;
+    }
+    let header = if copy_schema.fields().len() == schema.fields().len() {
+        let fields = copy_schema.fields().iter().zip(schema.fields());
+        Schema::new(fields.map(|(c, s)| Field::new(c.name(), s.data_type().clone(), true)).collect::<Vec<_>>())
+    } else {
+        copy_schema.as_ref().clone()
+    };
+    Ok(Some((hasher.rows(), hasher.finish(&header))))
 }
 
 pub fn reproduce_schema() -> SchemaRef {
@@ -159,6 +202,8 @@ pub fn reproduce_schema() -> SchemaRef {
         Field::new("hash_then", DataType::Utf8, false),
         Field::new("hash_now", DataType::Utf8, false),
         Field::new("identical", DataType::Boolean, false),
+        // NULL when `datasets.name` was dropped.
+        Field::new("copy_identical", DataType::Boolean, true),
     ]))
 }
 

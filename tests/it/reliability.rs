@@ -429,3 +429,73 @@ async fn wire_fuzzing_never_crashes_the_server_or_disturbs_others() {
     fresh.simple_query("SELECT 1").await.expect("new connections are served");
     eprintln!("fuzz: {CASES} cases in {:?}; the server and a bystander connection survived all", started.elapsed());
 }
+
+/// Issue 19: kill -9 at random moments inside CREATE DATASET. After each restart the dataset
+/// is whole (registry row, copy, REPRODUCE identical for both) or it is not there and its name
+/// can be used (a copy the crash left without a registry row is replaced).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_inside_create_dataset_leaves_it_whole_or_its_name_free() {
+    const KILLS: usize = 8;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rng = StdRng::seed_from_u64(19);
+    let (mut whole, mut orphans, mut absent) = (0, 0, 0);
+    let create = |name: &str| format!("CREATE DATASET {name} AS SELECT g, count(*) AS n, sum(x) AS total FROM src GROUP BY g");
+
+    // How long one CREATE DATASET takes when nothing kills it.
+    let port = free_port();
+    let mut server = KillOnDrop(spawn(dir.path(), port));
+    let mut c = wait_ready(port).await;
+    c.batch_execute(
+        "CREATE TABLE src (id BIGINT, x DOUBLE, g TEXT);
+         INSERT INTO src SELECT value, value * 0.25, 'g' || (value % 7) FROM generate_series(1, 50000) AS s(value)",
+    )
+    .await
+    .expect("source table");
+    let t0 = Instant::now();
+    c.batch_execute(&create("calibration")).await.expect("create dataset");
+    let took = t0.elapsed();
+
+    for round in 0..KILLS {
+        let name = format!("d{round}");
+        let sql = create(&name);
+        let statement = tokio::spawn(async move { c.batch_execute(&sql).await.is_ok() });
+        // Anywhere from before the statement starts to a little after it should have ended.
+        tokio::time::sleep(took.mul_f64(rng.random_range(0.0..1.3))).await;
+        server.0.kill().expect("kill -9");
+        let _ = server.0.wait();
+        let acknowledged = statement.await.expect("client task");
+
+        let port = free_port();
+        server = KillOnDrop(spawn(dir.path(), port));
+        let next = wait_ready(port).await;
+        let recorded = next.query("SELECT 1 FROM hindsight.datasets WHERE name = $1", &[&name]).await.expect("registry");
+        let copied = next
+            .query("SELECT 1 FROM information_schema.tables WHERE table_schema = 'datasets' AND table_name = $1", &[&name])
+            .await
+            .expect("catalog");
+        assert!(recorded.len() <= 1);
+        if acknowledged {
+            assert_eq!(recorded.len(), 1, "round {round}: an acknowledged dataset is not recorded");
+        }
+        if recorded.len() == 1 {
+            whole += 1;
+            assert_eq!(copied.len(), 1, "round {round}: a recorded dataset lost its copy");
+        } else {
+            if copied.is_empty() {
+                absent += 1;
+            } else {
+                orphans += 1;
+            }
+            next.batch_execute(&create(&name)).await.unwrap_or_else(|e| panic!("round {round}: the name is not free: {e:?}"));
+        }
+        let r = next.query_one(&format!("REPRODUCE DATASET {name}"), &[]).await.expect("reproduce");
+        assert!(r.get::<_, bool>("identical"), "round {round}");
+        assert_eq!(r.get::<_, Option<bool>>("copy_identical"), Some(true), "round {round}");
+        c = next;
+    }
+    eprintln!(
+        "kill -9 inside CREATE DATASET ({} ms when not killed): {KILLS} kills; {whole} whole, \
+         {orphans} orphaned copies replaced, {absent} never written; every name usable",
+        took.as_millis()
+    );
+}

@@ -270,3 +270,76 @@ async fn copy_to_and_from_server_files_is_confined() {
     c.batch_execute("CREATE TABLE t (a BIGINT)").await.unwrap();
     assert_eq!(sqlstate(c.simple_query(&format!("COPY t TO '{}' WITH (FORMAT csv)", exports.join("x.csv").display())).await), "42501");
 }
+
+/// Issue 19: `datasets.*` and `eval.*` are records: no role rewrites them through SQL, an
+/// admin's DROP is logged, and REPRODUCE notices a copy changed behind hindsight's back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_written_only_by_hindsight_and_an_admins_drop_is_logged() {
+    let server = TestServer::start_with(|s| s.with_users(users())).await;
+    let alice = as_user(&server, "alice").await;
+    alice
+        .batch_execute(
+            "CREATE TABLE t (a BIGINT, b TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y');
+             CREATE DATASET d AS SELECT * FROM t;
+             CREATE EVALUATION e SCHEDULE '0 0 * * *' AS SELECT count(*) AS n FROM t",
+        )
+        .await
+        .unwrap();
+    alice.query("RUN EVALUATION e FOR WINDOW '2026-03-02', '2026-03-03'", &[]).await.unwrap();
+    let mut versions = Vec::new();
+    for table in ["datasets.d", "eval.e"] {
+        versions.push(alice.query(&format!("DESCRIBE HISTORY {table}"), &[]).await.unwrap().len());
+    }
+    let mut attempts = Vec::new();
+    for (table, column) in [("datasets.d", "a"), ("eval.e", "n")] {
+        attempts.extend([
+            format!("INSERT INTO {table} SELECT * FROM {table}"),
+            format!("UPDATE {table} SET {column} = {column}"),
+            format!("DELETE FROM {table}"),
+            format!("TRUNCATE {table}"),
+            format!("MERGE INTO {table} USING (SELECT 1 AS a) s ON true WHEN MATCHED THEN DELETE"),
+        ]);
+    }
+    attempts.push("CREATE TABLE eval.mine (a INT)".into());
+    attempts.push("CREATE TABLE datasets.mine AS SELECT 1 AS a".into());
+    for user in ["bob", "carol", "alice"] {
+        let c = as_user(&server, user).await;
+        for sql in &attempts {
+            assert_eq!(sqlstate(c.simple_query(sql).await), "42501", "{user} ran {sql}");
+        }
+        for table in ["datasets.d", "eval.e"] {
+            if user != "alice" {
+                assert_eq!(sqlstate(c.simple_query(&format!("DROP TABLE {table}")).await), "42501", "{user} dropped {table}");
+            }
+            // tokio-postgres cannot use a connection again after a refused COPY: one each.
+            let copier = as_user(&server, user).await;
+            let copy = copier.copy_in::<_, bytes::Bytes>(&format!("COPY {table} FROM STDIN")).await;
+            assert_eq!(sqlstate(copy.map(|_| ())), "42501", "{user} copied into {table}");
+        }
+    }
+    for (table, before) in ["datasets.d", "eval.e"].into_iter().zip(versions) {
+        let after = alice.query(&format!("DESCRIBE HISTORY {table}"), &[]).await.unwrap().len();
+        assert_eq!(after, before, "{table} was written");
+    }
+    assert_eq!(count(&alice, "datasets.d").await, 2);
+    let copy_identical = |row: tokio_postgres::Row| (row.get::<_, bool>("identical"), row.get::<_, Option<bool>>("copy_identical"));
+    let reproduced = alice.query_one("REPRODUCE DATASET d", &[]).await.unwrap();
+    assert_eq!(copy_identical(reproduced), (true, Some(true)));
+
+    // Someone with write access to the bucket deletes a row through another Delta client.
+    let url = url::Url::from_directory_path(server.warehouse.join("datasets/d")).unwrap();
+    let table = deltalake::open_table(url).await.unwrap();
+    table.delete().with_predicate("a = 1").await.unwrap();
+    let reproduced = alice.query_one("REPRODUCE DATASET d", &[]).await.unwrap();
+    assert_eq!(copy_identical(reproduced), (true, Some(false)), "the tampered copy was not noticed");
+
+    // An admin may drop either; each drop is logged with the version that went.
+    alice.batch_execute("DROP TABLE datasets.d; DROP TABLE eval.e").await.unwrap();
+    let drops = alice.query("SELECT table_name, last_version, dropped_by FROM hindsight.drops ORDER BY table_name", &[]).await.unwrap();
+    let drops: Vec<(String, i64, String)> = drops.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(drops, vec![("datasets.d".into(), 1, "alice".into()), ("eval.e".into(), 1, "alice".into())]);
+    let reproduced = alice.query_one("REPRODUCE DATASET d", &[]).await.unwrap();
+    assert_eq!(copy_identical(reproduced), (true, None));
+    // The name stays taken: the dataset is its registry row, not its copy.
+    assert_eq!(sqlstate(alice.simple_query("CREATE DATASET d AS SELECT 1").await), "42710");
+}

@@ -193,9 +193,9 @@ async fn settings_clients_send_are_kept_per_session() {
 async fn search_path_picks_the_default_schema() {
     let server = TestServer::start().await;
     let c = server.connect().await;
-    c.batch_execute("CREATE TABLE eval.scores (v INT); INSERT INTO eval.scores VALUES (5)").await.unwrap();
+    c.batch_execute("CREATE DATASET scores AS SELECT CAST(5 AS INT) AS v").await.unwrap();
     assert_eq!(sqlstate(c.query("SELECT * FROM scores", &[]).await), "42P01");
-    c.batch_execute("SET search_path = eval").await.unwrap();
+    c.batch_execute("SET search_path = datasets").await.unwrap();
     let v: i32 = c.query_one("SELECT v FROM scores", &[]).await.unwrap().get(0);
     assert_eq!(v, 5);
 }
