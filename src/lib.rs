@@ -32,6 +32,7 @@ pub mod error;
 pub mod evaluation;
 pub mod features;
 pub mod limits;
+mod macros;
 pub mod metrics;
 pub mod scheduler;
 pub mod security;

@@ -432,33 +432,7 @@ impl GuardedAggregate {
 }
 
 impl datafusion::logical_expr::AggregateUDFImpl for GuardedAggregate {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn aliases(&self) -> &[String] {
-        self.inner.aliases()
-    }
-
-    fn schema_name(&self, params: &datafusion::logical_expr::expr::AggregateFunctionParams) -> DfResult<String> {
-        self.inner.inner().schema_name(params)
-    }
-
-    fn signature(&self) -> &Signature {
-        self.inner.signature()
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
-        self.inner.return_type(arg_types)
-    }
-
-    fn return_field(&self, arg_fields: &[FieldRef]) -> DfResult<FieldRef> {
-        self.inner.return_field(arg_fields)
-    }
-
-    fn is_nullable(&self) -> bool {
-        self.inner.is_nullable()
-    }
+    crate::macros::forward_aggregate_signature!();
 
     fn accumulator(
         &self,
@@ -496,10 +470,6 @@ impl datafusion::logical_expr::AggregateUDFImpl for GuardedAggregate {
         Ok(self.inner.inner().clone().with_beneficial_ordering(beneficial_ordering)?.map(|i| self.wrap(i)))
     }
 
-    fn order_sensitivity(&self) -> datafusion::logical_expr::utils::AggregateOrderSensitivity {
-        self.inner.inner().order_sensitivity()
-    }
-
     fn simplify(&self) -> Option<datafusion::logical_expr::function::AggregateFunctionSimplification> {
         self.inner.simplify()
     }
@@ -513,14 +483,6 @@ impl datafusion::logical_expr::AggregateUDFImpl for GuardedAggregate {
         }
     }
 
-    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
-        self.inner.coerce_types(arg_types)
-    }
-
-    fn default_value(&self, data_type: &DataType) -> DfResult<ScalarValue> {
-        self.inner.default_value(data_type)
-    }
-
     fn supports_null_handling_clause(&self) -> bool {
         self.inner.supports_null_handling_clause()
     }
@@ -531,10 +493,6 @@ impl datafusion::logical_expr::AggregateUDFImpl for GuardedAggregate {
 
     fn is_descending(&self) -> Option<bool> {
         self.inner.is_descending()
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        self.inner.documentation()
     }
 }
 
