@@ -2,9 +2,10 @@
 //! requests, model predictions, and late labels), embedded from `fixtures/` so the binary can
 //! write it anywhere. Loaded through the same COPY path a client uses.
 
-use crate::catalog::{TableName, Warehouse};
+use crate::catalog::TableName;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::session::{Output, Session};
+use crate::session::Output;
 
 struct Fixture {
     table: &'static str,
@@ -90,8 +91,9 @@ const EVALUATIONS: &[(&str, &str)] = &[
 
 /// Writes every demo table and feature view that does not exist yet; returns the names of those
 /// written.
-pub async fn write(warehouse: &std::sync::Arc<Warehouse>) -> Result<Vec<String>> {
-    let session = Session::new(warehouse.clone())?;
+pub async fn write(engine: &std::sync::Arc<Engine>) -> Result<Vec<String>> {
+    let session = engine.admin_session()?;
+    let warehouse = engine.warehouse();
     let mut written = Vec::new();
     for f in FIXTURES {
         if warehouse.exists(&TableName::new("public", f.table)).await? {

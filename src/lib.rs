@@ -7,6 +7,8 @@
 //!   framing, cancel and statement timeouts). No planning.
 //! - `security`: users and SCRAM verifiers, roles (judged on the logical plan), TLS setup.
 //! - `metrics`: Prometheus counters and histograms, and their `/metrics` endpoint.
+//! - `engine`: the process-wide state every session is cut from: the warehouse, the online
+//!   indexes, and a template of the DataFusion session with every extension registered once.
 //! - `session`: one DataFusion context per connection; runs a statement, intercepting the DDL
 //!   and DML plans that must become Delta operations.
 //! - `sql`: parsing (PostgreSQL plus time travel and our statements), routing, AST rewrites
@@ -28,6 +30,7 @@ pub mod config;
 pub mod copy;
 pub mod datasets;
 pub mod demo;
+pub mod engine;
 pub mod error;
 pub mod evaluation;
 pub mod features;

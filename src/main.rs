@@ -11,7 +11,8 @@ use hindsight::security::Role;
 use hindsight::security::scram::Verifier;
 use hindsight::security::tls::Tls;
 use hindsight::server::Server;
-use hindsight::session::{Output, Session};
+use hindsight::engine::Engine;
+use hindsight::session::Output;
 
 /// jemalloc rather than glibc's malloc. Under 64 clients of mixed reads and writes glibc's
 /// per-thread arenas held 241 MiB from the system for 37 MiB in use, and kept growing; jemalloc
@@ -208,8 +209,9 @@ async fn run(cli: Cli) -> hindsight::Result<()> {
             let warehouse = Warehouse::open_with_retention(&config.warehouse, config.retention_days).await?;
             warehouse.auto_compact().set_min_files(config.auto_compact_files);
             warehouse.set_memory_pool_bytes(config.memory_pool_bytes);
+            let engine = Engine::new(warehouse.clone())?;
             if demo {
-                hindsight::demo::write(&warehouse).await?;
+                hindsight::demo::write(&engine).await?;
             }
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -233,12 +235,12 @@ async fn run(cli: Cli) -> hindsight::Result<()> {
             );
             let (stop_scheduler, stopped) = tokio::sync::oneshot::channel::<()>();
             let scheduler = (!no_scheduler).then(|| {
-                let s = hindsight::scheduler::Scheduler::new(warehouse.clone(), Default::default());
+                let s = hindsight::scheduler::Scheduler::new(engine.clone(), Default::default());
                 tokio::spawn(s.run(async {
                     let _ = stopped.await;
                 }))
             });
-            let mut server = Server::new(warehouse)
+            let mut server = Server::new(engine)
                 .with_max_connections(config.max_connections)
                 .with_users(config.users.clone())
                 .with_limits(config.limits.clone());
@@ -272,14 +274,14 @@ async fn run(cli: Cli) -> hindsight::Result<()> {
         Command::Demo { warehouse, config } => {
             let config = Config::resolve(Overrides { warehouse, config_file: config, ..Default::default() })?;
             let warehouse = Warehouse::open_with_retention(&config.warehouse, config.retention_days).await?;
-            let written = hindsight::demo::write(&warehouse).await?;
+            let written = hindsight::demo::write(&Engine::new(warehouse.clone())?).await?;
             println!("demo warehouse at {}: {}", warehouse.root(), written.join(", "));
             Ok(())
         }
         Command::Sql { command, warehouse, config } => {
             let config = Config::resolve(Overrides { warehouse, config_file: config, ..Default::default() })?;
             let warehouse = Warehouse::open_with_retention(&config.warehouse, config.retention_days).await?;
-            let session = Session::new(warehouse)?;
+            let session = Engine::new(warehouse)?.admin_session()?;
             for out in session.run_sql(&command).await? {
                 match out {
                     Output::Rows(stream) => {

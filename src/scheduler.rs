@@ -27,7 +27,8 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use tokio::sync::Mutex;
 
-use crate::catalog::{TableName, Warehouse};
+use crate::catalog::TableName;
+use crate::engine::Engine;
 use crate::error::Result;
 use crate::evaluation::definition::{self, Evaluation};
 use crate::evaluation::run::{RunRecord, Trigger, run_window};
@@ -69,14 +70,14 @@ struct Retry {
 }
 
 pub struct Scheduler {
-    warehouse: Arc<Warehouse>,
+    engine: Arc<Engine>,
     options: Options,
     state: Mutex<HashMap<String, State>>,
 }
 
 impl Scheduler {
-    pub fn new(warehouse: Arc<Warehouse>, options: Options) -> Arc<Self> {
-        Arc::new(Self { warehouse, options, state: Mutex::new(HashMap::new()) })
+    pub fn new(engine: Arc<Engine>, options: Options) -> Arc<Self> {
+        Arc::new(Self { engine, options, state: Mutex::new(HashMap::new()) })
     }
 
     /// Ticks until `shutdown` resolves; a tick in progress finishes first, so no run is cut off
@@ -97,8 +98,8 @@ impl Scheduler {
 
     /// Runs whatever is due at `now`; returns the attempts made.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<Vec<RunRecord>> {
-        let session = Session::new(self.warehouse.clone())?;
-        self.warehouse.refresh().await?;
+        let session = self.engine.admin_session()?;
+        self.engine.warehouse().refresh().await?;
         let evaluations = definition::list(&session).await?;
         let mut states = self.state.lock().await;
         states.retain(|name, s| evaluations.iter().any(|e| e.name == *name && e.created_at == s.created_at));
@@ -155,7 +156,7 @@ impl Scheduler {
         out: &mut Vec<RunRecord>,
     ) -> Result<()> {
         let claim = [eval.name.as_str(), &eval.created_at.timestamp_micros().to_string(), &format!("{}-{attempt}", at.timestamp_micros())];
-        if !self.warehouse.claim(&claim).await? {
+        if !self.engine.warehouse().claim(&claim).await? {
             state.done_until = at;
             return Ok(());
         }
@@ -176,7 +177,7 @@ impl Scheduler {
     async fn on_commit(&self, session: &Session, eval: &Evaluation, state: &mut State, now: DateTime<Utc>, out: &mut Vec<RunRecord>) -> Result<()> {
         let Some(table) = &eval.on_commit else { return Ok(()) };
         let name = TableName::from_qualified(table, &eval.default_schema);
-        let version = self.warehouse.latest_version(&name).await? as i64;
+        let version = self.engine.warehouse().latest_version(&name).await? as i64;
         let seen = state.commit_version;
         if seen.is_some_and(|seen| version <= seen) {
             return Ok(());
@@ -184,12 +185,12 @@ impl Scheduler {
         state.commit_version = Some(version);
         // A compaction moves the version on without changing a row: nothing to evaluate.
         if let Some(seen) = seen.filter(|s| *s >= 0)
-            && !self.warehouse.appended(&name, seen as u64, version as u64).await?.data_changed
+            && !self.engine.warehouse().appended(&name, seen as u64, version as u64).await?.data_changed
         {
             return Ok(());
         }
         let claim = [eval.name.as_str(), &eval.created_at.timestamp_micros().to_string(), &format!("commit-{version}")];
-        if !self.warehouse.claim(&claim).await? {
+        if !self.engine.warehouse().claim(&claim).await? {
             return Ok(());
         }
         let window = eval.latest_window(now)?;

@@ -15,13 +15,12 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::catalog::Warehouse;
 use crate::config::Limits;
 use crate::error::Result;
 use crate::metrics::METRICS;
 use crate::security::Users;
 use crate::security::tls::Tls;
-use crate::session::Session;
+use crate::engine::Engine;
 use crate::wire::{Connection, Handlers, Shared, TooManyConnections};
 
 /// How long shutdown waits for open connections before it drops them.
@@ -32,7 +31,7 @@ const REFUSAL: Duration = Duration::from_secs(5);
 /// A server over one warehouse, built like a delta-rs operation: required parts in `new`,
 /// options as `with_*`, then `run`.
 pub struct Server {
-    warehouse: Arc<Warehouse>,
+    engine: Arc<Engine>,
     max_connections: usize,
     users: Users,
     tls: Option<Tls>,
@@ -41,12 +40,16 @@ pub struct Server {
 
 impl Server {
     /// `trust` on loopback, no TLS, no limits but the message size, 256 connections.
-    pub fn new(warehouse: Arc<Warehouse>) -> Self {
-        Self { warehouse, max_connections: 256, users: Users::default(), tls: None, limits: Limits::default() }
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine, max_connections: 256, users: Users::default(), tls: None, limits: Limits::default() }
     }
 
-    pub fn warehouse(&self) -> &Arc<Warehouse> {
-        &self.warehouse
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    pub fn warehouse(&self) -> &Arc<crate::catalog::Warehouse> {
+        self.engine.warehouse()
     }
 
     pub fn with_max_connections(mut self, n: usize) -> Self {
@@ -103,14 +106,14 @@ impl Server {
                         });
                         continue;
                     };
-                    let warehouse = self.warehouse.clone();
+                    let engine = self.engine.clone();
                     let shared = shared.clone();
                     let watch = crate::wire::Peer::of(&socket);
                     connections.spawn(async move {
                         let _permit = permit;
                         let _active = ActiveConnection::open();
                         tracing::debug!(%peer, "connection opened");
-                        match Session::with_limits(warehouse, &shared.limits) {
+                        match engine.session(&shared.limits) {
                             Ok(session) => {
                                 let handlers = Handlers::new(Connection::new(session, shared, watch));
                                 if let Err(e) = pgwire::tokio::process_socket(socket, acceptor, handlers).await {

@@ -18,7 +18,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::common::TableReference;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder, WriteOp, cast, col, lit};
 use datafusion::physical_plan::memory::MemoryStream;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{ObjectName, Statement};
 
@@ -26,6 +26,7 @@ use crate::catalog::versions::{Commit, TableAt, VacuumReport, show_time};
 use crate::catalog::{self, AsOf, DEFAULT_SCHEMA, HindsightTable, METADATA_SCHEMA, OptimizeReport, TableName, Warehouse, WarehouseCatalog};
 use crate::copy::{CopyDecoder, CopyOptions, CopyUpload, count_of};
 use crate::config::Limits;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::security::{Role, required_role, roles::plan_role};
 use crate::sql::settings::{self, Settings};
@@ -87,7 +88,7 @@ pub struct Description {
 }
 
 pub struct Session {
-    warehouse: Arc<Warehouse>,
+    engine: Arc<Engine>,
     ctx: SessionContext,
     settings: Arc<Settings>,
     as_of: Arc<AsOf>,
@@ -111,27 +112,10 @@ impl Drop for Session {
 }
 
 impl Session {
-    /// An unlimited admin session: the CLI, the scheduler, the demo writer.
-    pub fn new(warehouse: Arc<Warehouse>) -> Result<Self> {
-        Self::with_limits(warehouse, &Limits::default())
-    }
-
-    /// A client's session: an admin until `set_identity` says who connected.
-    pub fn with_limits(warehouse: Arc<Warehouse>, limits: &Limits) -> Result<Self> {
-        let mut config = SessionConfig::new()
-            .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA)
-            .with_create_default_catalog_and_schema(false)
-            .with_information_schema(false);
-        // Delta stores plain UTF-8; reading it as Utf8View costs a conversion on every write back.
-        config.options_mut().sql_parser.map_string_types_to_utf8view = false;
-        config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
-        config.options_mut().execution.time_zone = Some(crate::sql::semantics::SESSION_ZONE.into());
-        // Round-robin batches scramble a scan's row order, which ASOF JOIN and
-        // historical_features promise to keep for their left side (the spine). Large files still
-        // scan in parallel, split into byte ranges read in order.
-        config.options_mut().optimizer.enable_round_robin_repartition = false;
-        // PostgreSQL honours ORDER BY in a subquery; a spine query's order is the output's.
-        config.options_mut().sql_parser.enable_subquery_sort_elimination = false;
+    /// A session of `engine`, within `limits`: an admin until `set_identity` says who
+    /// connected (see `Engine::session` and `Engine::admin_session`).
+    pub fn new(engine: &Arc<Engine>, limits: &Limits) -> Result<Self> {
+        let warehouse = engine.warehouse();
         // Every statement allocates from the server's pool, and within the session's limit if
         // it has one; operators that can spill do so before failing with 53200 (`limits::memory`).
         let pool: Arc<dyn datafusion::execution::memory_pool::MemoryPool> =
@@ -139,49 +123,18 @@ impl Session {
         let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
             .with_cache_manager(warehouse.file_caches())
             .with_memory_pool(pool.clone());
-        let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+        let ctx = SessionContext::new_with_state(engine.session_state(runtime.build_arc()?));
         let as_of = Arc::new(AsOf::default());
         ctx.register_catalog(CATALOG, Arc::new(WarehouseCatalog::new(warehouse.clone(), as_of.clone())));
-        crate::sql::pg_catalog::install(&ctx, CATALOG)?;
-        {
-            let state = ctx.state_ref();
-            let mut state = state.write();
-            datafusion_pg_functions::register_all(&mut *state);
-            // PostgreSQL's types for literals and date arithmetic, before DataFusion's type coercion.
-            let mut analyzer_rules = state.analyzer().rules.clone();
-            let coercion = analyzer_rules.iter().position(|r| r.name() == "type_coercion").unwrap_or(0);
-            analyzer_rules.insert(coercion, Arc::new(crate::sql::semantics::types::PostgresTypes));
-            // delta-rs operations plan their own extension nodes (metrics, validation) in our
-            // session, so its planner must be ours too.
-            *state = datafusion::execution::SessionStateBuilder::new_from_existing(state.clone())
-                .with_query_planner(Arc::new(crate::features::asof::HindsightPlanner))
-                .with_analyzer_rules(analyzer_rules)
-                .with_physical_optimizer_rule(Arc::new(crate::limits::yielding::YieldAfterAmplifiers))
-                .build();
-            state.add_analyzer_rule(Arc::new(crate::features::asof::AsofJoinRule));
-            state.add_analyzer_rule(Arc::new(crate::sql::semantics::arithmetic::PostgresArithmetic));
-        }
+        crate::sql::pg_catalog::install_schema(&ctx, CATALOG)?;
         let settings = Arc::new(Settings::default());
         ctx.register_udf(settings::current_setting_udf(settings.clone()));
-        ctx.register_udf(settings::version_udf());
         ctx.register_udf(settings::session_user_udf(settings.clone()));
-        for udf in crate::features::asof::marker_udfs() {
-            ctx.register_udf(udf);
-        }
-        for udaf in crate::evaluation::metrics::udafs().into_iter().chain(crate::evaluation::classes::udafs()).chain(crate::evaluation::drift::udafs()) {
-            ctx.register_udaf(udaf);
-        }
-        crate::sql::semantics::functions::install(&ctx);
+        // Both wrap functions already registered, with this session's pool.
         crate::limits::functions::install(&ctx, &pool);
         crate::limits::functions::install_aggregates(&ctx, &pool);
-        #[cfg(debug_assertions)]
-        ctx.register_udf(debug_panic_udf());
-        ctx.register_udtf(
-            crate::features::online::FUNCTION,
-            Arc::new(crate::features::online::OnlineFunction::new(warehouse.clone())),
-        );
         let session = Self {
-            warehouse,
+            engine: engine.clone(),
             ctx,
             settings,
             as_of,
@@ -224,7 +177,11 @@ impl Session {
     }
 
     pub fn warehouse(&self) -> &Arc<Warehouse> {
-        &self.warehouse
+        self.engine.warehouse()
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
     }
 
     pub fn default_schema(&self) -> String {
@@ -333,7 +290,7 @@ impl Session {
             }
             Command::DescribeHistory { table, limit } => {
                 let name = sql::table_name(&table, &self.default_schema())?;
-                let commits = boxed(|| self.warehouse.history(&name, limit, self.as_of.get())).await?;
+                let commits = boxed(|| self.warehouse().history(&name, limit, self.as_of.get())).await?;
                 batch_output(history_batch(&commits)?)
             }
             Command::Vacuum { table, retain_hours, dry_run } => {
@@ -341,7 +298,7 @@ impl Session {
                 let name = sql::table_name(&table, &self.default_schema())?;
                 writable_schema(&name)?;
                 let retain = retain_hours.map(|h| std::time::Duration::from_secs(h.saturating_mul(3600)));
-                let report = boxed(|| self.warehouse.vacuum(&name, retain, dry_run)).await?;
+                let report = boxed(|| self.warehouse().vacuum(&name, retain, dry_run)).await?;
                 batch_output(vacuum_batch(&report)?)
             }
             Command::Optimize { table, zorder } => boxed(|| self.optimize(table, zorder)).await,
@@ -395,7 +352,7 @@ impl Session {
 
     /// Plans a statement against the latest table list; also returns its PARTITIONED BY columns.
     async fn plan(&self, stmt: Statement) -> Result<(LogicalPlan, Vec<String>)> {
-        self.warehouse.refresh().await?;
+        self.warehouse().refresh().await?;
         let (stmt, partition_by) = take_partitioning(stmt);
         let mut stmt = stmt;
         crate::features::historical::expand(self, &mut stmt, None).await?;
@@ -510,7 +467,7 @@ impl Session {
                 if create.or_replace {
                     return Err(Error::FeatureNotSupported("CREATE OR REPLACE TABLE is not supported; DROP it first".into()));
                 }
-                if create.if_not_exists && self.warehouse.exists(&name).await? {
+                if create.if_not_exists && self.warehouse().exists(&name).await? {
                     return Ok(Output::Command("CREATE TABLE".into()));
                 }
                 let is_ctas = !matches!(create.input.as_ref(), LogicalPlan::EmptyRelation(_));
@@ -519,7 +476,7 @@ impl Session {
                     Ok(Output::Affected { verb: "SELECT", rows })
                 } else {
                     let schema = create.input.schema().as_arrow().clone();
-                    self.warehouse.create_table(&name, &schema, &partition_by).await?;
+                    self.warehouse().create_table(&name, &schema, &partition_by).await?;
                     Ok(Output::Command("CREATE TABLE".into()))
                 }
             }
@@ -527,10 +484,10 @@ impl Session {
                 let name = self.resolve(&drop.name)?;
                 writable_schema(&name)?;
                 // A record's history goes with its files: say who dropped which version first.
-                if catalog::derived_by(&name.schema).is_some() && self.warehouse.exists(&name).await? {
-                    self.warehouse.record_drop(&name, &self.user()).await?;
+                if catalog::derived_by(&name.schema).is_some() && self.warehouse().exists(&name).await? {
+                    self.warehouse().record_drop(&name, &self.user()).await?;
                 }
-                match self.warehouse.drop_table(&name).await {
+                match self.warehouse().drop_table(&name).await {
                     Err(Error::UndefinedTable(_)) if drop.if_exists => Ok(Output::Command("DROP TABLE".into())),
                     other => other.map(|_| Output::Command("DROP TABLE".into())),
                 }
@@ -579,12 +536,12 @@ impl Session {
 
     /// CREATE TABLE ... AS SELECT: the table and its rows appear in one Delta commit.
     pub(crate) async fn create_table_as(&self, name: &TableName, input: LogicalPlan, partition_by: &[String]) -> Result<u64> {
-        if self.warehouse.exists(name).await? {
+        if self.warehouse().exists(name).await? {
             return Err(Error::DuplicateTable(name.to_string()));
         }
         let input = delta_projection(input)?;
         let state = Arc::new(self.ctx.state());
-        let url = self.warehouse.new_table_url(name)?;
+        let url = self.warehouse().new_table_url(name)?;
         let table = deltalake::DeltaTable::try_from_url(url).await?;
         let written = table
             .write(vec![])
@@ -593,7 +550,7 @@ impl Session {
             .with_table_name(name.table.clone())
             .with_partition_columns(partition_by.iter().cloned())
             .with_save_mode(deltalake::protocol::SaveMode::ErrorIfExists)
-            .with_configuration(self.warehouse.retention_properties())
+            .with_configuration(self.warehouse().retention_properties())
             .await?;
         let rows = written
             .snapshot()
@@ -609,15 +566,15 @@ impl Session {
     }
 
     async fn provider(&self, name: &TableName) -> Result<HindsightTable> {
-        let table = self.warehouse.load_existing(name).await?;
-        HindsightTable::try_new(&self.warehouse, name.clone(), table).await
+        let table = self.warehouse().load_existing(name).await?;
+        HindsightTable::try_new(self.warehouse(), name.clone(), table).await
     }
 
     async fn optimize(&self, table: ObjectName, zorder: Vec<String>) -> Result<Output> {
         self.check_writable("OPTIMIZE")?;
         let name = sql::table_name(&table, &self.default_schema())?;
         writable_schema(&name)?;
-        let report = self.warehouse.optimize(&name, zorder, Arc::new(self.ctx.state())).await?;
+        let report = self.warehouse().optimize(&name, zorder, Arc::new(self.ctx.state())).await?;
         batch_output(optimize_batch(&report)?)
     }
 
@@ -770,10 +727,10 @@ impl Session {
     }
 
     async fn show_tables(&self) -> Result<Output> {
-        self.warehouse.refresh().await?;
+        self.warehouse().refresh().await?;
         let (mut schemas, mut names) = (Vec::new(), Vec::new());
         for schema in catalog::SCHEMAS {
-            for t in self.warehouse.cached_table_names(schema) {
+            for t in self.warehouse().cached_table_names(schema) {
                 schemas.push(schema.to_string());
                 names.push(t);
             }
@@ -1007,7 +964,7 @@ fn take_partitioning(stmt: Statement) -> (Statement, Vec<String>) {
 /// holds, so that tests can prove a bug in an operator costs the statement, not the connection.
 /// It stands in for the bugs we do not know of; release builds do not have it.
 #[cfg(debug_assertions)]
-fn debug_panic_udf() -> datafusion::logical_expr::ScalarUDF {
+pub(crate) fn debug_panic_udf() -> datafusion::logical_expr::ScalarUDF {
     use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::DataType;
     use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};

@@ -27,7 +27,7 @@ use deltalake::DeltaTable;
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::table::config::TablePropertiesExt;
 
-use super::sink::{commit_properties, table_write_lock};
+use super::sink::{WriteLocks, commit_properties};
 use super::{TableName, Warehouse};
 use crate::error::{Error, Result};
 
@@ -64,6 +64,8 @@ impl From<&deltalake::operations::optimize::Metrics> for OptimizeReport {
 /// compacted now.
 #[derive(Debug)]
 pub struct AutoCompact {
+    /// The warehouse's write locks, which a compaction takes like any writer.
+    locks: Arc<WriteLocks>,
     /// 0: never compact in the background.
     min_files: AtomicUsize,
     /// Per table URL: `true` while a compaction runs, and the version before which a compaction
@@ -72,8 +74,12 @@ pub struct AutoCompact {
 }
 
 impl AutoCompact {
-    pub fn new(min_files: usize) -> Self {
-        Self { min_files: AtomicUsize::new(min_files), tables: Mutex::default() }
+    pub(super) fn new(min_files: usize, locks: Arc<WriteLocks>) -> Self {
+        Self { locks, min_files: AtomicUsize::new(min_files), tables: Mutex::default() }
+    }
+
+    pub(super) fn locks(&self) -> &Arc<WriteLocks> {
+        &self.locks
     }
 
     pub fn set_min_files(&self, n: usize) {
@@ -128,7 +134,7 @@ impl AutoCompact {
             crate::metrics::METRICS.compactions.get_or_create(&crate::metrics::Outcome { outcome }).inc();
         };
         loop {
-            let quiet_until = match compact(table.clone()).await {
+            let quiet_until = match compact(&self.locks, table.clone()).await {
                 Ok((compacted, report)) if report.files_removed == 0 => {
                     // Small files no bin can join (between large ones): wait for more writes.
                     count("nothing_to_do");
@@ -162,8 +168,8 @@ impl AutoCompact {
 
 /// One background compaction, up to `AUTO_TARGET_BYTES` per file, one bin at a time so that it
 /// takes little from the statements running beside it.
-async fn compact(mut table: DeltaTable) -> Result<(DeltaTable, OptimizeReport)> {
-    let _writing = table_write_lock(&table).await;
+async fn compact(locks: &WriteLocks, mut table: DeltaTable) -> Result<(DeltaTable, OptimizeReport)> {
+    let _writing = locks.table(&table).await;
     // Writers that held the lock before us have moved the table on.
     table.update_incremental(None).await?;
     let target = auto_target(&table);
@@ -188,7 +194,7 @@ impl Warehouse {
     /// up to `delta.targetFileSize`, or with ZORDER all of them, clustered by those columns.
     pub async fn optimize(&self, name: &TableName, zorder: Vec<String>, session: Arc<dyn Session>) -> Result<OptimizeReport> {
         let mut table = self.load_existing(name).await?;
-        let _writing = table_write_lock(&table).await;
+        let _writing = self.write_locks.table(&table).await;
         table.update_incremental(None).await?;
         let schema = table.snapshot()?.schema();
         if let Some(missing) = zorder.iter().find(|c| schema.field(c.as_str()).is_none()) {

@@ -77,6 +77,8 @@ pub struct Warehouse {
     /// DataFusion's caches of Parquet footers and file statistics, shared by every session
     /// over this warehouse (see `file_caches`).
     file_caches: Arc<CacheManager>,
+    /// One writer per table at a time within this server (see `sink::WriteLocks`).
+    write_locks: Arc<sink::WriteLocks>,
     /// When writes compact the small files they leave behind (see `compaction`).
     auto_compact: Arc<AutoCompact>,
     /// The memory pool every session's statements over this warehouse share
@@ -126,6 +128,7 @@ impl Warehouse {
         // the same credentials) for every URL scheme; the store is rooted at the warehouse.
         let store = deltalake::logstore::store_for(&root, storage_options.iter())
             .map_err(|e| Error::Config(format!("warehouse {root}: {e}")))?;
+        let write_locks = Arc::new(sink::WriteLocks::default());
         let warehouse = Arc::new(Self {
             root,
             store,
@@ -135,7 +138,8 @@ impl Warehouse {
             names: Default::default(),
             snapshots: Default::default(),
             file_caches: CacheManager::try_new(&file_cache_config())?,
-            auto_compact: Arc::new(AutoCompact::new(DEFAULT_AUTO_COMPACT_FILES)),
+            auto_compact: Arc::new(AutoCompact::new(DEFAULT_AUTO_COMPACT_FILES, write_locks.clone())),
+            write_locks,
             memory_pool: std::sync::RwLock::new(crate::limits::memory::server_pool(
                 crate::limits::memory::default_pool_bytes(),
             )),
@@ -193,7 +197,7 @@ impl Warehouse {
     /// the registry row), so that no other statement of this server sees it half made. The
     /// same lock as the table's writers take.
     pub async fn creation_lock(&self, name: &TableName) -> Result<tokio::sync::OwnedMutexGuard<()>> {
-        Ok(sink::write_lock(self.table_url(name)?.as_str()).await)
+        Ok(self.write_locks.url(self.table_url(name)?.as_str()).await)
     }
 
     pub fn new_table_url(&self, name: &TableName) -> Result<Url> {

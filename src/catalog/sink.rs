@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
@@ -43,23 +43,26 @@ pub(super) fn commit_properties(read: Option<u64>) -> CommitProperties {
     }
 }
 
-/// One writer per table at a time within this server. Concurrent commits to one table would
-/// otherwise race for each version, and every loser re-reads the log and tries again: with 16
-/// clients appending, most of the work was retries. Writers in other servers still race, and
-/// retry as above.
-pub(super) async fn table_write_lock(table: &DeltaTable) -> tokio::sync::OwnedMutexGuard<()> {
-    write_lock(table.table_url().as_str()).await
-}
+/// One writer per table at a time within this warehouse's server. Concurrent commits to one
+/// table would otherwise race for each version, and every loser re-reads the log and tries
+/// again: with 16 clients appending, most of the work was retries. Writers in other servers
+/// still race, and retry as above.
+#[derive(Debug, Default)]
+pub(super) struct WriteLocks(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
 
-/// The write lock of the table at `url` (also held while a table that may not exist yet is
-/// made, see `Warehouse::creation_lock`).
-pub(super) async fn write_lock(url: &str) -> tokio::sync::OwnedMutexGuard<()> {
-    static LOCKS: LazyLock<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
-    let lock = {
-        let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(url.trim_end_matches('/').to_string()).or_default().clone()
-    };
-    lock.lock_owned().await
+impl WriteLocks {
+    pub(super) async fn table(&self, table: &DeltaTable) -> tokio::sync::OwnedMutexGuard<()> {
+        self.url(table.table_url().as_str()).await
+    }
+
+    /// The lock of the table at `url`, which may not exist yet (see `Warehouse::creation_lock`).
+    pub(super) async fn url(&self, url: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(url.trim_end_matches('/').to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
 }
 
 const TARGET: &str = "__hs_target";
@@ -201,7 +204,7 @@ impl DataSink for DmlSink {
             .ok_or_else(|| DataFusionError::Internal("DML sink executed twice".into()))?;
         let mut table = self.table.clone();
         let state = self.state.clone();
-        let writing = table_write_lock(&table).await;
+        let writing = self.compaction.locks().table(&table).await;
         // A rewrite reads the table as it is now, not as it was planned: a writer (or a
         // compaction) of this server that held the lock before us has moved it on, and
         // rewriting files it already replaced would fail with 40001 for nothing.

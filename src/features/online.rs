@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use chrono::{Months, Utc};
@@ -37,7 +37,8 @@ use object_store::ObjectStoreExt;
 use super::asof_exec::Ties;
 use super::views::{self, FeatureView};
 use crate::catalog::versions::PinnedVersions;
-use crate::catalog::{TableName, Warehouse};
+use crate::catalog::TableName;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::session::Session;
 use crate::sql::{parse_query, time_travel};
@@ -47,14 +48,20 @@ pub const FUNCTION: &str = "online_features";
 /// How stale an index may get before a lookup starts a refresh.
 const REFRESH_EVERY: Duration = Duration::from_millis(500);
 
-/// The indexes of every warehouse this process serves, by warehouse root.
-static STORES: LazyLock<Mutex<HashMap<String, Arc<OnlineStore>>>> = LazyLock::new(Default::default);
-
+/// The in-memory indexes of one engine's feature views.
+#[derive(Default)]
 pub struct OnlineStore {
-    warehouse: Arc<Warehouse>,
-    /// The session refreshes run in (never a client's, whose settings may differ).
-    session: Mutex<Option<Arc<Session>>>,
+    /// Whose sessions build and refresh the indexes (never a client's, whose settings may
+    /// differ). Weak: the engine owns this store.
+    engine: OnceLock<Weak<Engine>>,
     views: Mutex<HashMap<String, Arc<ViewIndex>>>,
+}
+
+impl std::fmt::Debug for OnlineStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let views: Vec<String> = self.views.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        f.debug_struct("OnlineStore").field("views", &views).finish()
+    }
 }
 
 #[derive(Default)]
@@ -66,25 +73,13 @@ struct ViewIndex {
 }
 
 impl OnlineStore {
-    pub fn of(warehouse: &Arc<Warehouse>) -> Arc<OnlineStore> {
-        let mut stores = STORES.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = stores.get(warehouse.root().as_str()) {
-            return s.clone();
-        }
-        stores
-            .entry(warehouse.root().to_string())
-            .or_insert_with(|| {
-                Arc::new(OnlineStore { warehouse: warehouse.clone(), session: Mutex::new(None), views: Default::default() })
-            })
-            .clone()
+    pub fn attach(&self, engine: Weak<Engine>) {
+        let _ = self.engine.set(engine);
     }
 
-    fn session(&self) -> Result<Arc<Session>> {
-        let mut s = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        if s.is_none() {
-            *s = Some(Arc::new(Session::new(self.warehouse.clone())?));
-        }
-        s.clone().ok_or_else(|| Error::Config("online store: no session".into()))
+    fn session(&self) -> Result<Session> {
+        let engine = self.engine.get().and_then(Weak::upgrade);
+        engine.ok_or_else(|| Error::Config("online store: its engine has shut down".into()))?.admin_session()
     }
 
     fn view(&self, name: &str) -> Arc<ViewIndex> {
@@ -566,7 +561,7 @@ fn split_args(args: &[ast::FunctionArg]) -> Result<(String, Vec<&ast::Expr>)> {
 pub async fn lookup(session: &Session, args: &[ast::FunctionArg], params: Option<&[ScalarValue]>) -> Result<RecordBatch> {
     check_latest(session)?;
     let (view, keys) = split_args(args)?;
-    let index = OnlineStore::of(session.warehouse()).index(&view).await?;
+    let index = session.engine().online().index(&view).await?;
     let values = keys.iter().map(|e| ast_value(e, params)).collect::<Result<Vec<_>>>()?;
     index.lookup(&key_columns(values, index.keys.len())?)
 }
@@ -574,7 +569,7 @@ pub async fn lookup(session: &Session, args: &[ast::FunctionArg], params: Option
 /// The result schema and parameter types of `SELECT * FROM online_features(...)`.
 pub async fn describe(session: &Session, args: &[ast::FunctionArg]) -> Result<(SchemaRef, Vec<Option<DataType>>)> {
     let (view, keys) = split_args(args)?;
-    let index = OnlineStore::of(session.warehouse()).index(&view).await?;
+    let index = session.engine().online().index(&view).await?;
     let key_types = index.key_types();
     let mut params: Vec<Option<DataType>> = Vec::new();
     for (i, e) in keys.iter().enumerate() {
@@ -616,7 +611,7 @@ pub async fn prepare(session: &Session, stmt: &ast::Statement) -> Result<()> {
     for args in calls.0 {
         check_latest(session)?;
         let (view, _) = split_args(&args)?;
-        OnlineStore::of(session.warehouse()).index(&view).await?;
+        session.engine().online().index(&view).await?;
     }
     Ok(())
 }
@@ -625,12 +620,12 @@ pub async fn prepare(session: &Session, stmt: &ast::Statement) -> Result<()> {
 /// everything from it. Its keys must be constants.
 #[derive(Debug)]
 pub struct OnlineFunction {
-    warehouse: Arc<Warehouse>,
+    store: Arc<OnlineStore>,
 }
 
 impl OnlineFunction {
-    pub fn new(warehouse: Arc<Warehouse>) -> Self {
-        Self { warehouse }
+    pub fn new(store: Arc<OnlineStore>) -> Self {
+        Self { store }
     }
 }
 
@@ -657,8 +652,7 @@ impl TableFunctionImpl for OnlineFunction {
             return datafusion::common::plan_err!("{FUNCTION}: the first argument is the view's name, quoted");
         };
         let view = view.to_ascii_lowercase();
-        let store = OnlineStore::of(&self.warehouse);
-        let index = store.cached(&view).ok_or_else(|| crate::error::to_datafusion(views::undefined(&view)))?;
+        let index = self.store.cached(&view).ok_or_else(|| crate::error::to_datafusion(views::undefined(&view)))?;
         let values = args[1..].iter().map(constant).collect::<datafusion::common::Result<Vec<_>>>()?;
         let batch = key_columns(values, index.keys.len())
             .and_then(|keys| index.lookup(&keys))

@@ -224,9 +224,10 @@ fn ours(schema: &Arc<Schema>) -> DfResult<RecordBatch> {
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
-/// Replaces the session's pg_proc with ours and registers the functions that read it.
-pub fn install(ctx: &SessionContext, catalog_name: &str) -> DfResult<()> {
-    use datafusion_pg_catalog::pg_catalog::{self as pg, has_privilege_udf, pg_get_expr_udf, quote_ident_udf};
+/// Adds pg_catalog, with our pg_proc, to the session's catalog `catalog_name` (per session: its
+/// tables list that session's catalogs).
+pub fn install_schema(ctx: &SessionContext, catalog_name: &str) -> DfResult<()> {
+    use datafusion_pg_catalog::pg_catalog as pg;
     let proc = PROC.as_ref().map_err(|e| DataFusionError::Internal(format!("building pg_proc: {e}")))?;
     let statics = static_tables()?;
     let catalog = ctx
@@ -238,6 +239,14 @@ pub fn install(ctx: &SessionContext, catalog_name: &str) -> DfResult<()> {
         pg::context::EmptyContextProvider,
     )?);
     catalog.register_schema(PG_CATALOG, Arc::new(WithProc { inner, proc: proc.table.clone() }))?;
+    Ok(())
+}
+
+/// Registers the functions and planners that go with pg_catalog (once, in the engine's
+/// template: none of them depends on a session).
+pub fn install_functions(ctx: &SessionContext, catalog_name: &str) -> DfResult<()> {
+    use datafusion_pg_catalog::pg_catalog::{self as pg, has_privilege_udf, pg_get_expr_udf, quote_ident_udf};
+    let statics = static_tables()?;
 
     // What `setup_pg_catalog` registers besides the schema (the unit test
     // `install_registers_what_setup_pg_catalog_does` keeps the two lists in step).
@@ -433,7 +442,8 @@ mod tests {
         datafusion_pg_catalog::setup_pg_catalog(&theirs, "datafusion", datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider)
             .expect("setup_pg_catalog");
         let ours = SessionContext::new();
-        install(&ours, "datafusion").expect("install");
+        install_functions(&ours, "datafusion").expect("install functions");
+        install_schema(&ours, "datafusion").expect("install schema");
         let (theirs, ours) = (theirs.state(), ours.state());
         for name in theirs.scalar_functions().keys() {
             assert!(ours.scalar_functions().contains_key(name), "install misses the function {name}");

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hindsight::catalog::Warehouse;
+use hindsight::engine::Engine;
 use hindsight::server::Server;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -44,7 +45,7 @@ impl TestServer {
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            configure(Server::new(Arc::clone(&wh)).with_max_connections(64))
+            configure(Server::new(Engine::new(Arc::clone(&wh)).expect("engine")).with_max_connections(64))
                 .run(listener, async {
                     let _ = stopped.await;
                 })
