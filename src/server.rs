@@ -2,9 +2,10 @@
 //!
 //! Owns: sockets and connection lifetimes. Must not: parse SQL or touch storage.
 //!
-//! Shutdown: when the shutdown future resolves we stop accepting and wait for running
-//! connections to finish their current work. A statement's Delta commit is a single atomic put
-//! of a log entry, so stopping between statements never leaves half a commit behind.
+//! Shutdown: when the shutdown future resolves we stop accepting, idle connections are closed
+//! with 57P01 (`wire::serve`), and busy ones get `DRAIN` to finish their statement. A
+//! statement's Delta commit is a single atomic put of a log entry, so stopping between
+//! statements never leaves half a commit behind.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -80,6 +81,8 @@ impl Server {
         // A semaphore rather than a counter: a permit is released however the connection ends.
         let limit = Arc::new(Semaphore::new(self.max_connections));
         let mut connections = JoinSet::new();
+        // Tells idle connections to close (57P01); busy ones finish their statement first.
+        let (stopping, stop) = tokio::sync::watch::channel(false);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -109,6 +112,7 @@ impl Server {
                     let engine = self.engine.clone();
                     let shared = shared.clone();
                     let watch = crate::wire::Peer::of(&socket);
+                    let stop = stop.clone();
                     connections.spawn(async move {
                         let _permit = permit;
                         let _active = ActiveConnection::open();
@@ -116,7 +120,7 @@ impl Server {
                         match engine.session(&shared.limits) {
                             Ok(session) => {
                                 let handlers = Handlers::new(Connection::new(session, shared, watch));
-                                if let Err(e) = pgwire::tokio::process_socket(socket, acceptor, handlers).await {
+                                if let Err(e) = crate::wire::serve(socket, acceptor, handlers, stop).await {
                                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                                 }
                             }
@@ -127,8 +131,9 @@ impl Server {
                 }
             }
         }
-        tracing::info!(open = connections.len(), "shutting down: no new connections");
+        tracing::info!(open = connections.len(), "shutting down: no new connections; idle ones are closed");
         drop(listener);
+        let _ = stopping.send(true);
         let drained = tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             tracing::warn!(open = connections.len(), "closing connections that outlived the drain period");

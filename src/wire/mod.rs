@@ -10,9 +10,11 @@ mod encode;
 mod handler;
 mod interrupt;
 mod params;
+mod serve;
 mod startup;
 
 pub use encode::{pg_type, pg_type_name};
 pub use handler::{Connection, Handlers};
 pub use interrupt::Peer;
+pub use serve::serve;
 pub use startup::{Shared, TooManyConnections};

@@ -311,3 +311,35 @@ async fn merge_upserts_late_labels() {
     let got: Vec<(i64, Option<bool>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(got, vec![(1, Some(false)), (2, Some(true)), (3, Some(true))]);
 }
+
+/// Issue 20: at shutdown a connection waiting for its next statement hears FATAL 57P01 and is
+/// closed at once, so shutdown does not wait out the drain time (30 s) for it; a statement
+/// already running finishes and returns its rows first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_connections_with_57p01_after_running_statements_finish() {
+    let server = TestServer::start().await;
+    let url = format!("host=127.0.0.1 port={} user=hindsight dbname=hindsight", server.addr.port());
+    let (idle, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    let idle_ended = tokio::spawn(connection);
+    idle.simple_query("SELECT 1").await.unwrap();
+    let (busy, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    let busy_ended = tokio::spawn(connection);
+    // The client is kept (returned) so that its connection ends by the server's doing.
+    let running = tokio::spawn(async move {
+        let n = busy.query_one("SELECT sum(value % 7) FROM generate_series(1, 20000000) AS s(value)", &[]).await.map(|r| r.get::<_, i64>(0));
+        (n, std::time::Instant::now(), busy)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    let started = std::time::Instant::now();
+    server.stop().await;
+    let took = started.elapsed();
+    let (n, finished, _busy) = running.await.unwrap();
+    assert_eq!(n.expect("the running statement finished"), 60_000_003);
+    eprintln!("the statement was running for {:?} of the shutdown", finished.saturating_duration_since(started));
+    for ended in [idle_ended, busy_ended] {
+        let e = ended.await.unwrap().expect_err("the server closed the connection");
+        assert_eq!(e.code().map(|c| c.code()), Some("57P01"), "{e:?}");
+    }
+    assert!(took < std::time::Duration::from_secs(25), "shutdown waited {took:?} for idle connections");
+}
