@@ -15,7 +15,7 @@ use datafusion::arrow::array::{Array, Int64Array, RecordBatch, StringArray, Time
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr as DfExpr, LogicalPlan, LogicalPlanBuilder, col, lit};
-use datafusion::sql::sqlparser::ast::{Expr, Query, Statement, Value, ValueWithSpan, VisitMut, VisitorMut};
+use datafusion::sql::sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, Query, Statement, TableFactor, Value, ValueWithSpan, VisitMut, VisitorMut};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
@@ -74,10 +74,13 @@ impl RunRecord {
     }
 }
 
-/// Replaces `$window_start` / `$window_end`, as parameters and inside quoted queries (the
-/// arguments of `drift(...)` and `historical_features(...)`), with timestamp literals.
+/// Replaces `$window_start` / `$window_end` with timestamp literals: where they are parameters
+/// of the query, and inside the quoted queries given to table functions (the arguments of
+/// `drift(...)` and `historical_features(...)`), which are parsed and substituted the same way.
+/// Any other string literal is left as written, `'$window_start'` included.
 fn substitute(q: &mut Query, window: Window) -> Result<()> {
     struct Bounds {
+        window: Window,
         start: String,
         end: String,
         bad: Option<String>,
@@ -105,17 +108,27 @@ fn substitute(q: &mut Query, window: Window) -> Result<()> {
             }
             ControlFlow::Continue(())
         }
-        fn pre_visit_value(&mut self, v: &mut ValueWithSpan) -> ControlFlow<()> {
-            if let Value::SingleQuotedString(s) = &mut v.value {
-                if s.contains("$window_") {
-                    *s = s.replace("$window_start", &self.start).replace("$window_end", &self.end);
+        fn pre_visit_table_factor(&mut self, f: &mut TableFactor) -> ControlFlow<()> {
+            let TableFactor::Table { args: Some(args), .. } = f else { return ControlFlow::Continue(()) };
+            for arg in args.args.iter_mut() {
+                let FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(text), .. }))) = arg else {
+                    continue;
+                };
+                if !text.contains("$window_") {
+                    continue;
+                }
+                // A table name stays a name; a query gets its own placeholders replaced.
+                let Ok(mut nested) = parse_query(text) else { continue };
+                match substitute(&mut nested, self.window) {
+                    Ok(()) => *text = nested.to_string(),
+                    Err(e) => self.bad = Some(e.message()),
                 }
             }
             ControlFlow::Continue(())
         }
     }
     let text = |t: DateTime<Utc>| format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S%.6f"));
-    let mut b = Bounds { start: text(window.start), end: text(window.end), bad: None };
+    let mut b = Bounds { window, start: text(window.start), end: text(window.end), bad: None };
     let _ = q.visit(&mut b);
     match b.bad {
         Some(m) => Err(Error::Syntax(m)),

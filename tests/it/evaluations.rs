@@ -282,3 +282,28 @@ async fn scheduler_catches_up_once_retries_and_follows_commits() {
     let skus: i64 = c.query_one("SELECT skus FROM eval.by_commit ORDER BY skus DESC LIMIT 1", &[]).await.unwrap().get(0);
     assert_eq!(skus, 5);
 }
+
+/// Issue 20: `$window_start` and `$window_end` are replaced where they are parameters and inside
+/// the quoted queries given to table functions, never inside other string literals.
+#[tokio::test]
+async fn window_bounds_are_not_replaced_inside_string_literals() {
+    let server = TestServer::start().await;
+    let c = server.connect().await;
+    c.batch_execute(
+        "CREATE TABLE obs (ts TIMESTAMP, x DOUBLE);
+         INSERT INTO obs VALUES ('2026-03-01 12:00:00', 1), ('2026-03-02 12:00:00', 2), ('2026-03-02 13:00:00', 3);
+         CREATE EVALUATION literal SCHEDULE '0 0 * * *' AS
+           SELECT count(*) AS n, '$window_start' AS written, 'from $window_end on' AS also_written,
+                  (SELECT count(*) FROM drift('SELECT x FROM obs WHERE ts < $window_start',
+                                              'SELECT x FROM obs WHERE ts >= $window_start AND ts < $window_end')) AS drift_rows
+           FROM obs WHERE ts >= $window_start AND ts < $window_end",
+    )
+    .await
+    .unwrap();
+    c.query("RUN EVALUATION literal FOR WINDOW '2026-03-02', '2026-03-03'", &[]).await.unwrap();
+    let r = c.query_one("SELECT n, written, also_written, drift_rows FROM eval.literal", &[]).await.unwrap();
+    assert_eq!(r.get::<_, i64>("n"), 2);
+    assert_eq!(r.get::<_, String>("written"), "$window_start");
+    assert_eq!(r.get::<_, String>("also_written"), "from $window_end on");
+    assert_eq!(r.get::<_, i64>("drift_rows"), 1, "drift compared the window with what came before");
+}
