@@ -110,7 +110,7 @@ pub async fn create(session: &Session, name: &ObjectName, query: &str) -> Result
     let written = session.create_table_as(&table, source.into_unoptimized_plan(), &[]).await?;
     let hasher = hasher.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if written != hasher.rows() {
-        return Err(Error::Config(format!("dataset {table}: wrote {written} rows but hashed {}", hasher.rows())));
+        return Err(Error::Internal(format!("dataset {table}: wrote {written} rows but hashed {}", hasher.rows())));
     }
     let record = Record {
         name: table.table.clone(),
@@ -212,7 +212,7 @@ pub fn reproduce_schema() -> SchemaRef {
 async fn lookup(session: &Session, name: &str) -> Result<Option<Record>> {
     let Some(b) = session.metadata_row(&metadata::datasets().0, name, None).await? else { return Ok(None) };
     let column = |c: &str, t: &DataType| -> Result<Arc<dyn Array>> {
-        let a = b.column_by_name(c).ok_or_else(|| Error::Config(format!("hindsight.datasets has no column {c}")))?;
+        let a = b.column_by_name(c).ok_or_else(|| Error::DataCorrupted(format!("hindsight.datasets has no column {c}")))?;
         Ok(datafusion::arrow::compute::cast(a, t)?)
     };
     let text = |c: &str| -> Result<String> {
@@ -224,7 +224,7 @@ async fn lookup(session: &Session, name: &str) -> Result<Option<Record>> {
         .map(|a| a.value(0))
         .unwrap_or(0);
     let pinned: PinnedVersions = serde_json::from_str(&text("pinned_versions")?)
-        .map_err(|e| Error::Config(format!("hindsight.datasets: pinned_versions of {name}: {e}")))?;
+        .map_err(|e| Error::DataCorrupted(format!("hindsight.datasets: pinned_versions of {name}: {e}")))?;
     let created_at = column("created_at", &DataType::Int64)?
         .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
         .and_then(|a| chrono::DateTime::from_timestamp_micros(a.value(0)))

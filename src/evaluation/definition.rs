@@ -221,7 +221,7 @@ pub async fn list(session: &Session) -> Result<Vec<Evaluation>> {
 
 fn from_batch(b: &RecordBatch) -> Result<Vec<Evaluation>> {
     let column = |c: &str, t: &DataType| -> Result<Arc<dyn Array>> {
-        let a = b.column_by_name(c).ok_or_else(|| Error::Config(format!("hindsight.evaluations has no column {c}")))?;
+        let a = b.column_by_name(c).ok_or_else(|| Error::DataCorrupted(format!("hindsight.evaluations has no column {c}")))?;
         Ok(cast(a, t)?)
     };
     let texts: Vec<Arc<dyn Array>> = ["name", "schedule", "window_size", "lag", "on_commit", "query", "default_schema"]

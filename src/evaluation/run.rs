@@ -231,7 +231,7 @@ async fn write_window(
     let plan = LogicalPlanBuilder::from(plan).project(exprs)?.build()?;
     let batches = session.context().execute_logical_plan(plan).await?.collect().await?;
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let Some(first) = batches.first() else { return Err(Error::Config("an evaluation query produced no batches".into())) };
+    let Some(first) = batches.first() else { return Err(Error::Internal("an evaluation query produced no batches".into())) };
     let out_schema = first.schema();
     let table = eval.results_table();
     let warehouse = session.warehouse();

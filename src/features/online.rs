@@ -79,7 +79,7 @@ impl OnlineStore {
 
     fn session(&self) -> Result<Session> {
         let engine = self.engine.get().and_then(Weak::upgrade);
-        engine.ok_or_else(|| Error::Config("online store: its engine has shut down".into()))?.admin_session()
+        engine.ok_or_else(|| Error::Internal("online store: its engine has shut down".into()))?.admin_session()
     }
 
     fn view(&self, name: &str) -> Arc<ViewIndex> {
@@ -257,7 +257,7 @@ impl Snapshot {
                     let store = session.warehouse().table_store(&name)?;
                     let ties = Ties::new(&self.source)?;
                     // Appended files are one commit's worth each: read whole, decoded here.
-                    let failed = |e: &dyn std::fmt::Display| Error::Config(format!("online_features: reading {t}: {e}"));
+                    let failed = |e: &dyn std::fmt::Display| Error::DataCorrupted(format!("online_features: reading {t}: {e}"));
                     for path in appended.files {
                         let bytes = store.get(&path).await?.bytes().await?;
                         let rows = ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()).map_err(|e| failed(&e))?;

@@ -164,14 +164,14 @@ pub fn undefined(name: &str) -> Error {
 pub async fn load(session: &Session, name: &str, at: Option<DateTime<Utc>>) -> Result<Option<FeatureView>> {
     let Some(b) = session.metadata_row(&metadata::feature_views().0, name, at).await? else { return Ok(None) };
     let text = |c: &str| -> Result<Option<String>> {
-        let a = b.column_by_name(c).ok_or_else(|| Error::Config(format!("hindsight.feature_views has no column {c}")))?;
+        let a = b.column_by_name(c).ok_or_else(|| Error::DataCorrupted(format!("hindsight.feature_views has no column {c}")))?;
         let a = datafusion::arrow::compute::cast(a, &DataType::Utf8)?;
         let a = a.as_string::<i32>();
         Ok(a.is_valid(0).then(|| a.value(0).to_string()))
     };
-    let required = |c: &str| -> Result<String> { text(c)?.ok_or_else(|| Error::Config(format!("hindsight.feature_views: {c} is NULL"))) };
+    let required = |c: &str| -> Result<String> { text(c)?.ok_or_else(|| Error::DataCorrupted(format!("hindsight.feature_views: {c} is NULL"))) };
     let entity: Vec<String> = serde_json::from_str(&required("entity")?)
-        .map_err(|e| Error::Config(format!("hindsight.feature_views: entity of {name}: {e}")))?;
+        .map_err(|e| Error::DataCorrupted(format!("hindsight.feature_views: entity of {name}: {e}")))?;
     Ok(Some(FeatureView {
         name: required("name")?,
         source_kind: required("source_kind")?,

@@ -127,7 +127,7 @@ pub fn classify(stmt: Statement) -> Result<Command> {
 fn internal_query(sql: &str) -> Result<ast::Statement> {
     match parse_one(sql)? {
         Some(Statement::Sql(s)) => Ok(*s),
-        _ => Err(Error::Config(format!("bad internal query: {sql}"))),
+        _ => Err(Error::Internal(format!("bad internal query: {sql}"))),
     }
 }
 
