@@ -11,6 +11,8 @@
 //!   indexes, and a template of the DataFusion session with every extension registered once.
 //! - `session`: one DataFusion context per connection; runs a statement, intercepting the DDL
 //!   and DML plans that must become Delta operations.
+//! - `commands`: every kind of statement as a command that says its role, whether it writes,
+//!   its result columns and how it runs; `classify` routes a parsed statement to one.
 //! - `sql`: parsing (PostgreSQL plus time travel and our statements), routing, AST rewrites
 //!   (AS OF, dataset pinning); session settings.
 //! - `copy`: COPY input formats and the one-commit upload.
@@ -26,6 +28,7 @@
 //! - `config`, `error`: settings from flags/env/TOML; one error type with SQLSTATEs.
 
 pub mod catalog;
+pub mod commands;
 pub mod config;
 pub mod copy;
 pub mod datasets;

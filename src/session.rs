@@ -1,7 +1,9 @@
 //! A session: one DataFusion `SessionContext` and its settings, per connection (or per CLI run).
 //!
-//! Owns: turning one parsed statement into an `Output`: settings, DataFusion planning, and the
-//! interception of DDL and DML plans that must become Delta operations. Every statement is its
+//! Owns: what is per connection (settings, user and role, `as_of`, the DataFusion context cut
+//! from the engine's template), running a command after the checks it asks for
+//! (`commands::Run`), DataFusion planning, and the interception of DDL and DML plans that must
+//! become Delta operations. Every statement is its
 //! own commit; BEGIN/COMMIT/ROLLBACK are accepted so that drivers which wrap statements in
 //! transactions work, but they group nothing.
 //! Must not: speak the wire protocol (it returns Arrow streams and tags, `wire` encodes them).
@@ -10,8 +12,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use datafusion::arrow::array::{Array, AsArray, BooleanArray, Int64Array, StringArray, TimestampMicrosecondArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
@@ -22,16 +24,17 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{ObjectName, Statement};
 
-use crate::catalog::versions::{Commit, TableAt, VacuumReport, show_time};
-use crate::catalog::{self, AsOf, DEFAULT_SCHEMA, HindsightTable, METADATA_SCHEMA, OptimizeReport, TableName, Warehouse, WarehouseCatalog};
+use crate::catalog::versions::{TableAt, show_time};
+use crate::catalog::{self, AsOf, DEFAULT_SCHEMA, HindsightTable, METADATA_SCHEMA, TableName, Warehouse, WarehouseCatalog};
 use crate::copy::{CopyDecoder, CopyOptions, CopyUpload, count_of};
 use crate::config::Limits;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::security::{Role, required_role, roles::plan_role};
+use crate::security::{Role, roles::plan_role};
 use crate::sql::settings::{self, Settings};
 use crate::sql::time_travel::{self, VersionClause};
-use crate::sql::{self, Command, CopyToSource, TransactionKind};
+use crate::commands::Run;
+use crate::sql::{self, CopyToSource, TransactionKind};
 
 /// The setting that makes a session read the whole warehouse as of an instant.
 pub const AS_OF: &str = "hindsight.as_of";
@@ -236,118 +239,67 @@ impl Session {
 
     /// Runs one statement, with bound parameter values from the extended protocol.
     pub async fn execute(&self, stmt: sql::Statement, params: Option<Vec<ScalarValue>>) -> Result<Output> {
-        let command = sql::classify(stmt)?;
-        let (needed, what) = required_role(&command);
+        let command = crate::commands::classify(stmt)?;
+        self.run(command.as_ref(), params).await
+    }
+
+    /// Runs a classified statement, after the checks it asks for: its role, and no writes
+    /// while the session reads the past.
+    pub async fn run(&self, command: &dyn Run, params: Option<Vec<ScalarValue>>) -> Result<Output> {
+        let (needed, what) = command.role();
         self.role().check(needed, what)?;
-        match command {
-            Command::Transaction(kind) => Ok(Output::Transaction(kind)),
-            Command::Set { name, value } => {
-                self.set(&name, &value).await?;
-                Ok(Output::Command("SET".into()))
-            }
-            Command::Reset(name) => {
-                match name {
-                    Some(n) => {
-                        self.settings.reset(&n);
-                        if n == "statement_timeout" {
-                            self.reset_timeout();
-                        }
-                        if n == "search_path" {
-                            self.set_default_schema(DEFAULT_SCHEMA);
-                        }
-                        if n == AS_OF {
-                            self.as_of.set(None);
-                        }
-                    }
-                    None => {
-                        let user = self.user();
-                        self.settings.reset_all();
-                        self.set_identity(&user, self.role());
-                        self.reset_timeout();
-                        self.set_default_schema(DEFAULT_SCHEMA);
-                        self.as_of.set(None);
-                    }
-                }
-                Ok(Output::Command("RESET".into()))
-            }
-            Command::Show(name) => self.show(&name),
-            // Each arm's future is built in a frame of its own and boxed (see `boxed`).
-            Command::ShowTables => boxed(|| self.show_tables()).await,
-            Command::NoOp(tag) => Ok(Output::Command(tag.into())),
-            Command::CopyFrom { table, columns, options } => {
-                self.check_writable("COPY FROM")?;
-                boxed(|| self.copy_from(&table, &columns, options)).await
-            }
-            Command::CopyTo { source, options } => boxed(|| self.copy_to(source, options)).await,
-            Command::CopyFromFile { table, columns, options, path } => {
-                self.check_writable("COPY FROM")?;
-                let path = self.file_directories.confine(&path, true)?;
-                boxed(|| self.copy_from_file(&table, &columns, options, &path)).await
-            }
-            Command::CopyToFile { source, options, path } => {
-                let path = self.file_directories.confine(&path, false)?;
-                boxed(|| self.copy_to_file(source, options, path)).await
-            }
-            Command::DescribeHistory { table, limit } => {
-                let name = sql::table_name(&table, &self.default_schema())?;
-                let commits = boxed(|| self.warehouse().history(&name, limit, self.as_of.get())).await?;
-                batch_output(history_batch(&commits)?)
-            }
-            Command::Vacuum { table, retain_hours, dry_run } => {
-                self.check_writable("VACUUM")?;
-                let name = sql::table_name(&table, &self.default_schema())?;
-                writable_schema(&name)?;
-                let retain = retain_hours.map(|h| std::time::Duration::from_secs(h.saturating_mul(3600)));
-                let report = boxed(|| self.warehouse().vacuum(&name, retain, dry_run)).await?;
-                batch_output(vacuum_batch(&report)?)
-            }
-            Command::Optimize { table, zorder } => boxed(|| self.optimize(table, zorder)).await,
-            Command::CreateDataset { name, query } => boxed(|| crate::datasets::create(self, &name, &query)).await,
-            Command::ReproduceDataset(name) => boxed(|| crate::datasets::reproduce(self, &name)).await,
-            Command::CreateFeatureView(spec) => boxed(|| crate::features::views::create(self, spec)).await,
-            Command::DropFeatureView { name, if_exists } => boxed(|| crate::features::views::drop(self, &name, if_exists)).await,
-            Command::OnlineFeatures(args) => {
-                batch_output(boxed(|| crate::features::online::lookup(self, &args, params.as_deref())).await?)
-            }
-            Command::CreateEvaluation(spec) => boxed(|| crate::evaluation::definition::create(self, spec)).await,
-            Command::DropEvaluation { name, if_exists } => boxed(|| crate::evaluation::definition::drop(self, &name, if_exists)).await,
-            Command::RunEvaluation { name, window } => boxed(|| crate::evaluation::run::run(self, &name, window)).await,
-            Command::BackfillEvaluation { name, from, to } => boxed(|| crate::evaluation::run::backfill(self, &name, from, to)).await,
-            Command::Plan(stmt) => boxed(|| self.execute_plan(*stmt, params)).await,
+        if let Some(what) = command.writes() {
+            self.check_writable(what)?;
         }
+        command.run(self, params).await
     }
 
     /// Parameter types and result schema, without running anything.
     pub async fn describe(&self, stmt: &sql::Statement) -> Result<Description> {
-        match sql::classify(stmt.clone())? {
-            Command::Plan(stmt) => {
-                let (plan, _) = self.plan(*stmt).await?;
-                let mut params: Vec<(String, Option<DataType>)> =
-                    plan.get_parameter_types()?.into_iter().collect();
-                params.sort_by_key(|(k, _)| k.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
-                let result = match &plan {
-                    LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) => None,
-                    p => Some(self.result_schema(p)),
-                };
-                Ok(Description { params: params.into_iter().map(|(_, t)| t).collect(), result })
+        crate::commands::classify(stmt.clone())?.describe(self).await
+    }
+
+    /// What a statement DataFusion plans takes and returns.
+    pub(crate) async fn describe_plan(&self, stmt: Statement) -> Result<Description> {
+        let (plan, _) = self.plan(stmt).await?;
+        let mut params: Vec<(String, Option<DataType>)> = plan.get_parameter_types()?.into_iter().collect();
+        params.sort_by_key(|(k, _)| k.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
+        let result = match &plan {
+            LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) => None,
+            p => Some(self.result_schema(p)),
+        };
+        Ok(Description { params: params.into_iter().map(|(_, t)| t).collect(), result })
+    }
+
+    /// `RESET name`, or `RESET ALL` for `None`.
+    pub(crate) fn reset(&self, name: Option<&str>) {
+        match name {
+            Some(n) => {
+                self.settings.reset(n);
+                if n == "statement_timeout" {
+                    self.reset_timeout();
+                }
+                if n == "search_path" {
+                    self.set_default_schema(DEFAULT_SCHEMA);
+                }
+                if n == AS_OF {
+                    self.as_of.set(None);
+                }
             }
-            Command::Show(name) => Ok(Description { params: vec![], result: Some(show_schema(&name)) }),
-            Command::ShowTables => Ok(Description { params: vec![], result: Some(show_tables_schema()) }),
-            Command::DescribeHistory { .. } => Ok(Description { params: vec![], result: Some(history_schema()) }),
-            Command::Vacuum { .. } => Ok(Description { params: vec![], result: Some(vacuum_schema()) }),
-            Command::Optimize { .. } => Ok(Description { params: vec![], result: Some(optimize_schema()) }),
-            Command::ReproduceDataset(_) => {
-                Ok(Description { params: vec![], result: Some(crate::datasets::reproduce_schema()) })
+            None => {
+                let user = self.user();
+                self.settings.reset_all();
+                self.set_identity(&user, self.role());
+                self.reset_timeout();
+                self.set_default_schema(DEFAULT_SCHEMA);
+                self.as_of.set(None);
             }
-            Command::RunEvaluation { .. } | Command::BackfillEvaluation { .. } => {
-                Ok(Description { params: vec![], result: Some(crate::evaluation::run::output_schema()) })
-            }
-            Command::OnlineFeatures(args) => {
-                let (schema, params) = crate::features::online::describe(self, &args).await?;
-                Ok(Description { params, result: Some(schema) })
-            }
-            _ => Ok(Description::default()),
         }
+    }
+
+    /// A server-side file COPY may read (`reading`) or write, inside `file_directories`.
+    pub(crate) fn confine(&self, path: &str, reading: bool) -> Result<std::path::PathBuf> {
+        self.file_directories.confine(path, reading)
     }
 
     /// Plans a statement against the latest table list; also returns its PARTITIONED BY columns.
@@ -443,7 +395,7 @@ impl Session {
         Utc.timestamp_micros(micros).single().ok_or_else(|| bad("out of range".into()))
     }
 
-    async fn execute_plan(&self, stmt: Statement, params: Option<Vec<ScalarValue>>) -> Result<Output> {
+    pub(crate) async fn execute_plan(&self, stmt: Statement, params: Option<Vec<ScalarValue>>) -> Result<Output> {
         // Refused before planning too: under as_of the target table may not have existed yet,
         // and "read-only" is the answer, not "no such table".
         if let Some(what) = writing_statement(&stmt) {
@@ -570,15 +522,7 @@ impl Session {
         HindsightTable::try_new(self.warehouse(), name.clone(), table).await
     }
 
-    async fn optimize(&self, table: ObjectName, zorder: Vec<String>) -> Result<Output> {
-        self.check_writable("OPTIMIZE")?;
-        let name = sql::table_name(&table, &self.default_schema())?;
-        writable_schema(&name)?;
-        let report = self.warehouse().optimize(&name, zorder, Arc::new(self.ctx.state())).await?;
-        batch_output(optimize_batch(&report)?)
-    }
-
-    async fn copy_from(&self, table: &ObjectName, columns: &[String], options: CopyOptions) -> Result<Output> {
+    pub(crate) async fn copy_from(&self, table: &ObjectName, columns: &[String], options: CopyOptions) -> Result<Output> {
         let name = sql::table_name(table, &self.default_schema())?;
         insertable(&name)?;
         let provider = self.provider(&name).await?;
@@ -589,7 +533,7 @@ impl Session {
     }
 
     /// COPY FROM a server file: the same decoder and one-commit upload as COPY FROM STDIN.
-    async fn copy_from_file(&self, table: &ObjectName, columns: &[String], options: CopyOptions, path: &std::path::Path) -> Result<Output> {
+    pub(crate) async fn copy_from_file(&self, table: &ObjectName, columns: &[String], options: CopyOptions, path: &std::path::Path) -> Result<Output> {
         use tokio::io::AsyncReadExt;
         let Output::CopyIn(copy) = self.copy_from(table, columns, options).await? else {
             return Err(Error::FeatureNotSupported("this COPY does not read data".into()));
@@ -611,7 +555,7 @@ impl Session {
     }
 
     /// COPY TO a server file: the rows, for `wire` to encode exactly as COPY TO STDOUT does.
-    async fn copy_to_file(&self, source: CopyToSource, options: CopyOptions, path: std::path::PathBuf) -> Result<Output> {
+    pub(crate) async fn copy_to_file(&self, source: CopyToSource, options: CopyOptions, path: std::path::PathBuf) -> Result<Output> {
         if options.format != crate::copy::CopyFormat::Csv {
             return Err(Error::FeatureNotSupported("COPY TO a server file writes CSV only: add WITH (FORMAT csv)".into()));
         }
@@ -626,7 +570,7 @@ impl Session {
         CopyUpload::start(&self.ctx, &copy.table, copy.decoder)
     }
 
-    async fn copy_to(&self, source: CopyToSource, options: CopyOptions) -> Result<Output> {
+    pub(crate) async fn copy_to(&self, source: CopyToSource, options: CopyOptions) -> Result<Output> {
         let stream = match source {
             CopyToSource::Query(q) => match self.execute_plan(Statement::Query(q), None).await? {
                 Output::Rows(s) => s,
@@ -646,7 +590,7 @@ impl Session {
         Ok(Output::CopyOut { stream, options })
     }
 
-    async fn set(&self, name: &str, value: &str) -> Result<()> {
+    pub(crate) async fn set(&self, name: &str, value: &str) -> Result<()> {
         if name == AS_OF {
             return self.set_as_of(value).await;
         }
@@ -699,47 +643,6 @@ impl Session {
 
     fn set_default_schema(&self, schema: &str) {
         self.ctx.state_ref().write().config_mut().options_mut().catalog.default_schema = schema.to_string();
-    }
-
-    fn show(&self, name: &str) -> Result<Output> {
-        let value = if name == "all" {
-            let all = self.settings.all();
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("name", DataType::Utf8, false),
-                Field::new("setting", DataType::Utf8, false),
-            ]));
-            let names: StringArray = all.iter().map(|(k, _)| Some(k.as_str())).collect();
-            let values: StringArray = all.iter().map(|(_, v)| Some(v.as_str())).collect();
-            return batch_output(RecordBatch::try_new(schema, vec![Arc::new(names), Arc::new(values)])?);
-        } else if let Some(df_key) = name.strip_prefix("datafusion.") {
-            let opts = self.ctx.state().config().options().entries();
-            opts.into_iter()
-                .find(|e| e.key == format!("datafusion.{df_key}"))
-                .and_then(|e| e.value)
-                .unwrap_or_default()
-        } else {
-            self.settings
-                .get(name)
-                .ok_or_else(|| Error::InvalidParameter(format!("unrecognized configuration parameter \"{name}\"")))?
-        };
-        let schema = show_schema(name);
-        batch_output(RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![value]))])?)
-    }
-
-    async fn show_tables(&self) -> Result<Output> {
-        self.warehouse().refresh().await?;
-        let (mut schemas, mut names) = (Vec::new(), Vec::new());
-        for schema in catalog::SCHEMAS {
-            for t in self.warehouse().cached_table_names(schema) {
-                schemas.push(schema.to_string());
-                names.push(t);
-            }
-        }
-        let schema = show_tables_schema();
-        batch_output(RecordBatch::try_new(
-            schema,
-            vec![Arc::new(StringArray::from(schemas)), Arc::new(StringArray::from(names))],
-        )?)
     }
 }
 
@@ -809,112 +712,6 @@ fn write_kind(plan: &LogicalPlan) -> Option<String> {
     }
 }
 
-fn history_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("version", DataType::Int64, false),
-        Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())), true),
-        Field::new("operation", DataType::Utf8, true),
-        Field::new("operation_parameters", DataType::Utf8, true),
-        Field::new("rows_added", DataType::Int64, true),
-        Field::new("rows_updated", DataType::Int64, true),
-        Field::new("rows_removed", DataType::Int64, true),
-        Field::new("operation_metrics", DataType::Utf8, true),
-    ]))
-}
-
-fn history_batch(commits: &[Commit]) -> Result<RecordBatch> {
-    let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
-    let metric = |names: &[&str]| commits.iter().map(|c| c.metric(names)).collect::<Int64Array>();
-    Ok(RecordBatch::try_new(
-        history_schema(),
-        vec![
-            Arc::new(commits.iter().map(|c| Some(c.version as i64)).collect::<Int64Array>()),
-            Arc::new(
-                commits
-                    .iter()
-                    .map(|c| c.timestamp.map(|t| t.timestamp_micros()))
-                    .collect::<TimestampMicrosecondArray>()
-                    .with_timezone("+00:00"),
-            ),
-            Arc::new(commits.iter().map(|c| c.operation.clone()).collect::<StringArray>()),
-            Arc::new(commits.iter().map(|c| json(&c.parameters)).collect::<StringArray>()),
-            Arc::new(commits.iter().map(Commit::rows_added).collect::<Int64Array>()),
-            Arc::new(metric(&["num_updated_rows", "num_target_rows_updated"])),
-            Arc::new(metric(&["num_deleted_rows", "num_target_rows_deleted"])),
-            Arc::new(commits.iter().map(|c| json(&c.metrics)).collect::<StringArray>()),
-        ],
-    )?)
-}
-
-fn vacuum_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("files_deleted", DataType::Int64, false),
-        Field::new("retain_hours", DataType::Int64, false),
-        Field::new("dry_run", DataType::Boolean, false),
-    ]))
-}
-
-fn vacuum_batch(r: &VacuumReport) -> Result<RecordBatch> {
-    Ok(RecordBatch::try_new(
-        vacuum_schema(),
-        vec![
-            Arc::new(Int64Array::from(vec![r.files as i64])),
-            Arc::new(Int64Array::from(vec![(r.retain.as_secs() / 3600) as i64])),
-            Arc::new(BooleanArray::from(vec![r.dry_run])),
-        ],
-    )?)
-}
-
-/// Builds a future in a frame of its own and boxes it. In a debug build every future an async
-/// fn awaits is first a temporary in that fn's stack frame, so a `match` over every kind of
-/// statement had a frame the size of all their futures together (448 KiB), and deep SQL
-/// overflowed a 2 MiB stack; boxed, each arm leaves a pointer.
-#[inline(never)]
-fn boxed<'a, T, F: Future<Output = T> + Send + 'a>(
-    make: impl FnOnce() -> F,
-) -> std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>> {
-    Box::pin(make())
-}
-
-fn optimize_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("files_removed", DataType::Int64, false),
-        Field::new("files_added", DataType::Int64, false),
-        Field::new("bytes_removed", DataType::Int64, false),
-        Field::new("bytes_added", DataType::Int64, false),
-    ]))
-}
-
-fn optimize_batch(r: &OptimizeReport) -> Result<RecordBatch> {
-    Ok(RecordBatch::try_new(
-        optimize_schema(),
-        vec![
-            Arc::new(Int64Array::from(vec![r.files_removed as i64])),
-            Arc::new(Int64Array::from(vec![r.files_added as i64])),
-            Arc::new(Int64Array::from(vec![r.bytes_removed])),
-            Arc::new(Int64Array::from(vec![r.bytes_added])),
-        ],
-    )?)
-}
-
-/// `SHOW`'s one column, named as PostgreSQL spells the setting (`SHOW timezone` is `TimeZone`).
-fn show_schema(name: &str) -> SchemaRef {
-    let name = match name {
-        "timezone" => "TimeZone",
-        "datestyle" => "DateStyle",
-        "intervalstyle" => "IntervalStyle",
-        other => other,
-    };
-    Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)]))
-}
-
-fn show_tables_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("table_schema", DataType::Utf8, false),
-        Field::new("table_name", DataType::Utf8, false),
-    ]))
-}
-
 /// Whether SQL may put rows into `name` (CREATE TABLE, COPY FROM): not into hindsight's own
 /// schemas, which only DROP (by an admin), VACUUM and OPTIMIZE may touch.
 fn insertable(name: &TableName) -> Result<()> {
@@ -927,7 +724,7 @@ fn insertable(name: &TableName) -> Result<()> {
     }
 }
 
-fn writable_schema(name: &TableName) -> Result<()> {
+pub(crate) fn writable_schema(name: &TableName) -> Result<()> {
     if TableAt::split(&name.table).1 != TableAt::Latest {
         return Err(Error::InvalidParameter(format!(
             "\"{}\": names ending in @v<n> or @<yyyyMMddHHmmssSSS> read a table's past versions",

@@ -18,7 +18,6 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
-pub use roles::required_role;
 
 /// What a user may do; each role includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]

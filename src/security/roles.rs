@@ -1,42 +1,11 @@
-//! The role each statement needs. Our own statements are judged by what they are; everything
-//! DataFusion plans is judged by its logical plan, every node and subquery of it, so no spelling
+//! The role a planned statement needs. Our own statements say what they need themselves
+//! (`commands::Run::role`); everything DataFusion plans is judged by its logical plan, every node and subquery of it, so no spelling
 //! of a write (a CTE, EXPLAIN ANALYZE, a prepared statement) gets past as a read.
 
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
 
 use super::Role;
-use crate::sql::Command;
-
-/// The role a routed statement needs, and what to call it in a refusal. `Command::Plan` is
-/// judged again, by [`plan_role`], once it is planned.
-pub fn required_role(command: &Command) -> (Role, &'static str) {
-    match command {
-        Command::Transaction(_)
-        | Command::Set { .. }
-        | Command::Reset(_)
-        | Command::Show(_)
-        | Command::ShowTables
-        | Command::NoOp(_)
-        | Command::DescribeHistory { .. }
-        | Command::ReproduceDataset(_)
-        | Command::OnlineFeatures(_)
-        | Command::CopyTo { .. }
-        | Command::Plan(_) => (Role::Reader, "reading"),
-        Command::CopyFrom { .. } => (Role::Writer, "COPY FROM"),
-        Command::CopyFromFile { .. } => (Role::Admin, "COPY FROM a server file"),
-        Command::CopyToFile { .. } => (Role::Admin, "COPY TO a server file"),
-        Command::Vacuum { .. } => (Role::Admin, "VACUUM"),
-        Command::Optimize { .. } => (Role::Admin, "OPTIMIZE"),
-        Command::CreateDataset { .. } => (Role::Admin, "CREATE DATASET"),
-        Command::CreateFeatureView(_) => (Role::Admin, "CREATE FEATURE VIEW"),
-        Command::DropFeatureView { .. } => (Role::Admin, "DROP FEATURE VIEW"),
-        Command::CreateEvaluation(_) => (Role::Admin, "CREATE EVALUATION"),
-        Command::DropEvaluation { .. } => (Role::Admin, "DROP EVALUATION"),
-        Command::RunEvaluation { .. } => (Role::Admin, "RUN EVALUATION"),
-        Command::BackfillEvaluation { .. } => (Role::Admin, "BACKFILL EVALUATION"),
-    }
-}
 
 /// The role a logical plan needs: the highest any of its nodes needs.
 pub fn plan_role(plan: &LogicalPlan) -> (Role, String) {

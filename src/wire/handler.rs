@@ -35,6 +35,7 @@ use super::startup::Shared;
 use crate::copy::{CopyFormat, CopyOptions, CopyUpload};
 use crate::error::Error;
 use crate::metrics::METRICS;
+use crate::commands::Run;
 use crate::session::{Description, Output, Session};
 use crate::sql::{Statement, TransactionKind};
 
@@ -345,8 +346,9 @@ impl SimpleQueryHandler for Connection {
 pub struct Prepared {
     stmt: Statement,
     description: Description,
-    /// `SELECT * FROM online_features(...)`'s arguments: executed straight from the index.
-    online: Option<Arc<Vec<datafusion::sql::sqlparser::ast::FunctionArg>>>,
+    /// What each Execute runs, classified once (`SELECT * FROM online_features(...)` goes
+    /// straight to the index), with the same checks as any statement.
+    command: Arc<dyn Run>,
 }
 
 /// Parses and describes statements for the extended protocol, in the connection's session.
@@ -365,12 +367,9 @@ impl QueryParser for Parser {
     {
         check_size(sql.len(), self.max_bytes, "the query").map_err(pg_error)?;
         let Some(stmt) = crate::sql::parse_one(sql).map_err(pg_error)? else { return Ok(None) };
-        let description = crate::error::catch_panic(self.session.describe(&stmt)).await.map_err(pg_error)?;
-        let online = match &stmt {
-            Statement::Sql(s) => crate::features::online::direct_call(s).map(Arc::new),
-            _ => None,
-        };
-        Ok(Some(Prepared { stmt, description, online }))
+        let command: Arc<dyn Run> = Arc::from(crate::commands::classify(stmt.clone()).map_err(pg_error)?);
+        let description = crate::error::catch_panic(command.describe(&self.session)).await.map_err(pg_error)?;
+        Ok(Some(Prepared { stmt, description, command }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -559,12 +558,8 @@ impl ExtendedQueryHandler for Connection {
         let timer = QueryTimer::start(crate::sql::kind(&prepared.stmt));
         let interrupt = self.interrupt();
         let work = async move {
-            if let Some(args) = &prepared.online {
-                let batch = crate::features::online::lookup(&self.session, args, Some(&values)).await?;
-                return crate::session::batch_output(batch);
-            }
             let params = if values.is_empty() { None } else { Some(values) };
-            self.session.execute(prepared.stmt.clone(), params).await
+            self.session.run(prepared.command.as_ref(), params).await
         };
         match interrupt.guard(work).await {
             Ok(output) => self.respond(output, Some(&portal.result_column_format), &interrupt, timer).await,
