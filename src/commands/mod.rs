@@ -12,6 +12,7 @@ mod datasets;
 mod evaluations;
 mod features;
 mod query;
+mod restore;
 mod settings;
 mod tables;
 
@@ -62,6 +63,7 @@ pub fn classify(stmt: Statement) -> Result<Command> {
         Statement::DescribeHistory { table, limit } => return Ok(Box::new(tables::DescribeHistory { table, limit })),
         Statement::Vacuum { table, retain_hours, dry_run } => return Ok(Box::new(tables::Vacuum { table, retain_hours, dry_run })),
         Statement::Optimize { table, zorder } => return Ok(Box::new(tables::Optimize { table, zorder })),
+        Statement::Restore { table, to } => return Ok(Box::new(restore::Restore { table, to })),
         Statement::CreateFeatureView(spec) => return Ok(Box::new(features::CreateFeatureView { spec })),
         Statement::DropFeatureView { name, if_exists } => return Ok(Box::new(features::DropFeatureView { name, if_exists })),
         // A query over the definitions, so it reads AS OF like any table.

@@ -23,7 +23,7 @@ use datafusion::sql::sqlparser::ast::{
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
 
-pub use parser::{EvaluationSpec, FeatureViewSpec, Statement, ViewSource, parse, parse_query};
+pub use parser::{EvaluationSpec, FeatureViewSpec, RestoreTo, Statement, ViewSource, parse, parse_query};
 
 /// Parses text that must be exactly one statement (the extended protocol's Parse message).
 pub fn parse_one(sql: &str) -> Result<Option<Statement>> {
@@ -113,6 +113,7 @@ pub fn kind(stmt: &Statement) -> &'static str {
         Statement::DescribeHistory { .. } => "history",
         Statement::Vacuum { .. } => "vacuum",
         Statement::Optimize { .. } => "optimize",
+        Statement::Restore { .. } => "restore",
         Statement::CreateFeatureView(_) | Statement::DropFeatureView { .. } | Statement::ShowFeatureViews => "feature_view",
         Statement::CreateEvaluation(_)
         | Statement::DropEvaluation { .. }

@@ -59,6 +59,13 @@ fn reads_catalog(stmt: &ast::Statement) -> bool {
     relation.is_break() || oid_cast.is_break()
 }
 
+/// The version `RESTORE` goes back to.
+#[derive(Debug, Clone)]
+pub enum RestoreTo {
+    Version(u64),
+    Timestamp(ast::Expr),
+}
+
 /// A statement: standard SQL for DataFusion, or one of hindsight's own.
 #[derive(Debug, Clone)]
 pub enum Statement {
@@ -74,6 +81,8 @@ pub enum Statement {
     Vacuum { table: ObjectName, retain_hours: Option<u64>, dry_run: bool },
     /// `OPTIMIZE t [ZORDER BY (c, ...)]`
     Optimize { table: ObjectName, zorder: Vec<String> },
+    /// `RESTORE [TABLE] t TO VERSION AS OF n | TIMESTAMP AS OF expr`
+    Restore { table: ObjectName, to: RestoreTo },
     /// `CREATE FEATURE VIEW name ON table | AS query ENTITY (k, ...) TIMESTAMP ts [CREATED c]
     /// [TTL [INTERVAL] '...']`
     CreateFeatureView(FeatureViewSpec),
@@ -307,6 +316,19 @@ fn parse_statement(parser: &mut Parser, sql: &str) -> Result<Statement> {
             vec![]
         };
         return Ok(Statement::Optimize { table, zorder });
+    }
+    if words(parser, &["RESTORE"]) {
+        words(parser, &["TABLE"]);
+        let table = parser.parse_object_name(true)?;
+        parser.expect_keyword_is(Keyword::TO)?;
+        let to = if words(parser, &["VERSION", "AS", "OF"]) {
+            RestoreTo::Version(parser.parse_literal_uint()?)
+        } else if words(parser, &["TIMESTAMP", "AS", "OF"]) {
+            RestoreTo::Timestamp(parser.parse_expr()?)
+        } else {
+            return Err(parser.expected::<()>("VERSION AS OF or TIMESTAMP AS OF", parser.peek_token()).unwrap_err().into());
+        };
+        return Ok(Statement::Restore { table, to });
     }
     let mut stmt = parser.parse_statement()?;
     crate::limits::depth::balance_and_check(&mut stmt)?;
