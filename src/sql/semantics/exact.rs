@@ -76,10 +76,11 @@ impl ExactSum {
         let at = exponent / 32;
         self.reserve(at, at + 3);
         let base = at - self.first;
-        let negative = x < 0.0;
+        // 0 or -1: the sign without a branch, which values of random sign would mispredict.
+        let negate = -((bits >> 63) as i64);
         for k in 0..3 {
             let piece = ((wide >> (32 * k)) & 0xffff_ffff) as i64;
-            if negative { self.digits[base + k] -= piece } else { self.digits[base + k] += piece }
+            self.digits[base + k] += (piece ^ negate) - negate;
         }
         self.pending += 1;
         if self.pending >= CARRY_EVERY {
