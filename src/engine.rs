@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use datafusion::catalog::MemoryCatalogProviderList;
 use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::catalog::{DEFAULT_SCHEMA, Warehouse};
@@ -26,7 +27,16 @@ pub struct Engine {
     warehouse: Arc<Warehouse>,
     online: Arc<OnlineStore>,
     template: SessionState,
+    /// The template's functions in an order that registers back into the same maps (see
+    /// `registration_order`), worked out once rather than for every session.
+    functions: Functions,
     sessions: AtomicU64,
+}
+
+struct Functions {
+    scalar: Vec<Arc<ScalarUDF>>,
+    aggregate: Vec<Arc<AggregateUDF>>,
+    window: Vec<Arc<WindowUDF>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -39,7 +49,12 @@ impl Engine {
     pub fn new(warehouse: Arc<Warehouse>) -> Result<Arc<Self>> {
         let online = Arc::new(OnlineStore::default());
         let template = template_state(&online)?;
-        let engine = Arc::new(Engine { warehouse, online: online.clone(), template, sessions: AtomicU64::new(0) });
+        let functions = Functions {
+            scalar: registration_order(template.scalar_functions(), |f| (f.name(), f.aliases())),
+            aggregate: registration_order(template.aggregate_functions(), |f| (f.name(), f.aliases())),
+            window: registration_order(template.window_functions(), |f| (f.name(), f.aliases())),
+        };
+        let engine = Arc::new(Engine { warehouse, online: online.clone(), template, functions, sessions: AtomicU64::new(0) });
         // The store builds its indexes in sessions of this engine: it holds it weakly.
         online.attach(Arc::downgrade(&engine));
         Ok(engine)
@@ -70,14 +85,13 @@ impl Engine {
     /// its own runtime (memory pool), everything else shared.
     pub(crate) fn session_state(&self, runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>) -> SessionState {
         let id = self.sessions.fetch_add(1, Ordering::Relaxed);
-        let template = &self.template;
-        let mut builder = SessionStateBuilder::new_from_existing(template.clone())
+        let mut builder = SessionStateBuilder::new_from_existing(self.template.clone())
             .with_session_id(format!("hindsight-{}-{id}", std::process::id()))
             .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
             .with_runtime_env(runtime);
-        *builder.scalar_functions() = Some(registration_order(template.scalar_functions(), |f| (f.name(), f.aliases())));
-        *builder.aggregate_functions() = Some(registration_order(template.aggregate_functions(), |f| (f.name(), f.aliases())));
-        *builder.window_functions() = Some(registration_order(template.window_functions(), |f| (f.name(), f.aliases())));
+        *builder.scalar_functions() = Some(self.functions.scalar.clone());
+        *builder.aggregate_functions() = Some(self.functions.aggregate.clone());
+        *builder.window_functions() = Some(self.functions.window.clone());
         builder.build()
     }
 }

@@ -254,11 +254,6 @@ impl Session {
         command.run(self, params).await
     }
 
-    /// Parameter types and result schema, without running anything.
-    pub async fn describe(&self, stmt: &sql::Statement) -> Result<Description> {
-        crate::commands::classify(stmt.clone())?.describe(self).await
-    }
-
     /// What a statement DataFusion plans takes and returns.
     pub(crate) async fn describe_plan(&self, stmt: Statement) -> Result<Description> {
         let (plan, _) = self.plan(stmt).await?;
@@ -455,9 +450,7 @@ impl Session {
                 if target.schema == METADATA_SCHEMA {
                     return Err(Error::ReadOnlySchema(METADATA_SCHEMA.into()));
                 }
-                if let Some(writer) = catalog::derived_by(&target.schema) {
-                    return Err(Error::DerivedTable { table: target.to_string(), writer });
-                }
+                catalog::refuse_derived(&target)?;
                 let verb = match dml.op {
                     WriteOp::Insert(_) => "INSERT",
                     WriteOp::Update => "UPDATE",
@@ -718,10 +711,7 @@ fn insertable(name: &TableName) -> Result<()> {
     writable_schema(name)?;
     // A name that cannot be a table is that error (42602) first.
     catalog::storable(name)?;
-    match catalog::derived_by(&name.schema) {
-        Some(writer) => Err(Error::DerivedTable { table: name.to_string(), writer }),
-        None => Ok(()),
-    }
+    catalog::refuse_derived(name)
 }
 
 pub(crate) fn writable_schema(name: &TableName) -> Result<()> {

@@ -59,6 +59,14 @@ pub fn derived_by(schema: &str) -> Option<&'static str> {
     }
 }
 
+/// Refuses any SQL write into a table of a `derived_by` schema (42501).
+pub fn refuse_derived(name: &TableName) -> Result<()> {
+    match derived_by(&name.schema) {
+        Some(writer) => Err(Error::DerivedTable { table: name.to_string(), writer }),
+        None => Ok(()),
+    }
+}
+
 /// Default time-travel retention: seven years, so that an auditor can ask about old decisions.
 pub const DEFAULT_RETENTION_DAYS: u64 = 2557;
 
@@ -192,7 +200,6 @@ impl Warehouse {
             .map_err(|e| Error::InvalidName(format!("table {name} has no location in the warehouse: {e}")))
     }
 
-    /// The location for a new table. delta-rs wants a local folder to exist before it writes.
     /// Held by a statement that makes `name` in several steps (CREATE DATASET: the rows, then
     /// the registry row), so that no other statement of this server sees it half made. The
     /// same lock as the table's writers take.
@@ -200,6 +207,7 @@ impl Warehouse {
         Ok(self.write_locks.url(self.table_url(name)?.as_str()).await)
     }
 
+    /// The location for a new table. delta-rs wants a local folder to exist before it writes.
     pub fn new_table_url(&self, name: &TableName) -> Result<Url> {
         let url = self.table_url(name)?;
         if url.scheme() == "file" {

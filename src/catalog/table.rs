@@ -69,9 +69,7 @@ impl HindsightTable {
         if self.name.schema == METADATA_SCHEMA {
             return Err(to_datafusion(Error::ReadOnlySchema(METADATA_SCHEMA.into())));
         }
-        if let Some(writer) = super::derived_by(&self.name.schema) {
-            return Err(to_datafusion(Error::DerivedTable { table: self.name.to_string(), writer }));
-        }
+        super::refuse_derived(&self.name).map_err(to_datafusion)?;
         if self.at != TableAt::Latest {
             return Err(to_datafusion(Error::ReadOnly(format!(
                 "cannot write to {} as of version {}: only the latest version of a table can be written",

@@ -230,23 +230,21 @@ impl Warehouse {
         Ok(commits.into_iter().map_while(|c| c).collect())
     }
 
-    /// RESTORE: one commit that makes the table's latest version read as `version` (or the
-    /// version current at `at`) did; every version before it stays readable. Returns the new
-    /// version and the files the commit removed and added back.
-    pub async fn restore(&self, name: &TableName, version: Option<u64>, at: Option<DateTime<Utc>>) -> Result<(u64, usize, usize)> {
+    /// RESTORE: one commit that makes the table's latest version read as the version `to` names
+    /// did; every version before it stays readable. Returns the new version and the files the
+    /// commit removed and added back.
+    pub async fn restore(&self, name: &TableName, to: TableAt) -> Result<(u64, usize, usize)> {
         let mut table = self.load_existing(name).await?;
         let _writing = self.write_locks.table(&table).await;
         table.update_incremental(None).await?;
-        if let Some(v) = version {
-            self.check_readable(name, v).await?;
-        }
-        let mut restore = table.restore();
-        if let Some(v) = version {
-            restore = restore.with_version_to_restore(v);
-        }
-        if let Some(t) = at {
-            restore = restore.with_datetime_to_restore(t);
-        }
+        let restore = match to {
+            TableAt::Version(v) => {
+                self.check_readable(name, v).await?;
+                table.restore().with_version_to_restore(v)
+            }
+            TableAt::Timestamp(t) => table.restore().with_datetime_to_restore(t),
+            TableAt::Latest => return Err(Error::InvalidParameter(format!("RESTORE {name} needs a version or a timestamp"))),
+        };
         let (table, metrics) = restore.await?;
         Ok((table.version().unwrap_or_default() as u64, metrics.num_removed_file, metrics.num_restored_file))
     }

@@ -12,7 +12,8 @@ use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::ast::ObjectName;
 
 use super::{Run, rows};
-use crate::error::{Error, Result};
+use crate::catalog::versions::TableAt;
+use crate::error::Result;
 use crate::security::Role;
 use crate::session::{Description, Output, Session, batch_output, writable_schema};
 use crate::sql::{self, RestoreTo};
@@ -40,14 +41,12 @@ impl Run for Restore {
     async fn run(&self, session: &Session, _params: Option<Vec<ScalarValue>>) -> Result<Output> {
         let name = sql::table_name(&self.table, &session.default_schema())?;
         writable_schema(&name)?;
-        if let Some(writer) = crate::catalog::derived_by(&name.schema) {
-            return Err(Error::DerivedTable { table: name.to_string(), writer });
-        }
-        let (version, at) = match &self.to {
-            RestoreTo::Version(v) => (Some(*v), None),
-            RestoreTo::Timestamp(e) => (None, Some(session.fold_timestamp(e).await?)),
+        crate::catalog::refuse_derived(&name)?;
+        let to = match &self.to {
+            RestoreTo::Version(v) => TableAt::Version(*v),
+            RestoreTo::Timestamp(e) => TableAt::Timestamp(session.fold_timestamp(e).await?),
         };
-        let (now, removed, restored) = session.warehouse().restore(&name, version, at).await?;
+        let (now, removed, restored) = session.warehouse().restore(&name, to).await?;
         batch_output(RecordBatch::try_new(
             schema(),
             vec![

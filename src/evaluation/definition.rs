@@ -140,7 +140,6 @@ pub fn undefined(name: &str) -> Error {
 }
 
 pub async fn create(session: &Session, spec: EvaluationSpec) -> Result<Output> {
-    session.check_writable("CREATE EVALUATION")?;
     if load(session, &spec.name).await?.is_some() {
         return Err(Error::DuplicateObject(format!("evaluation \"{}\" already exists", spec.name)));
     }
@@ -191,7 +190,6 @@ pub async fn create(session: &Session, spec: EvaluationSpec) -> Result<Output> {
 }
 
 pub async fn drop(session: &Session, name: &str, if_exists: bool) -> Result<Output> {
-    session.check_writable("DROP EVALUATION")?;
     if load(session, name).await?.is_none() {
         if if_exists {
             return Ok(Output::Command("DROP EVALUATION".into()));

@@ -318,7 +318,6 @@ fn output(records: &[RunRecord]) -> Result<Output> {
 }
 
 async fn load(session: &Session, name: &str) -> Result<Evaluation> {
-    session.check_writable("RUN EVALUATION")?;
     definition::load(session, name).await?.ok_or_else(|| definition::undefined(name))
 }
 

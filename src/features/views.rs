@@ -75,7 +75,6 @@ pub async fn source_schema(session: &Session, view: &FeatureView) -> Result<Sche
 }
 
 pub async fn create(session: &Session, spec: FeatureViewSpec) -> Result<Output> {
-    session.check_writable("CREATE FEATURE VIEW")?;
     if load(session, &spec.name, None).await?.is_some() {
         return Err(Error::DuplicateObject(format!("feature view \"{}\" already exists", spec.name)));
     }
@@ -142,7 +141,6 @@ pub async fn create(session: &Session, spec: FeatureViewSpec) -> Result<Output> 
 }
 
 pub async fn drop(session: &Session, name: &str, if_exists: bool) -> Result<Output> {
-    session.check_writable("DROP FEATURE VIEW")?;
     if load(session, name, None).await?.is_none() {
         if if_exists {
             return Ok(Output::Command("DROP FEATURE VIEW".into()));
