@@ -18,7 +18,7 @@ use crate::security::{UserEntry, Users};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5433";
 pub const DEFAULT_WAREHOUSE: &str = "./warehouse";
 /// The database name clients connect to; any other name is accepted and means the same warehouse.
-pub const DATABASE: &str = "hindsight";
+pub use crate::catalog::DATABASE;
 
 /// What a `hindsight serve` runs with, after every source has been merged.
 #[derive(Debug, Clone)]

@@ -279,7 +279,7 @@ impl CopyDecoder {
                     line: self.row_lines[bad_row],
                     message: format!(
                         "invalid input syntax for type {} in column \"{}\": \"{}\"",
-                        crate::wire::pg_type_name(field.data_type()),
+                        crate::catalog::pg_type_name(field.data_type()),
                         field.name(),
                         value
                     ),

@@ -5,7 +5,8 @@
 use crate::catalog::TableName;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::session::Output;
+use crate::commands::run_sql;
+use crate::session::{Output, Session};
 
 struct Fixture {
     table: &'static str,
@@ -92,16 +93,16 @@ const EVALUATIONS: &[(&str, &str)] = &[
 /// Writes every demo table and feature view that does not exist yet; returns the names of those
 /// written.
 pub async fn write(engine: &std::sync::Arc<Engine>) -> Result<Vec<String>> {
-    let session = engine.admin_session()?;
+    let session = Session::admin(&engine)?;
     let warehouse = engine.warehouse();
     let mut written = Vec::new();
     for f in FIXTURES {
         if warehouse.exists(&TableName::new("public", f.table)).await? {
             continue;
         }
-        session.run_sql(f.ddl).await?;
+        run_sql(&session, f.ddl).await?;
         let copy = format!("COPY {} FROM STDIN WITH (FORMAT csv, HEADER true)", f.table);
-        let Some(Output::CopyIn(copy)) = session.run_sql(&copy).await?.pop() else {
+        let Some(Output::CopyIn(copy)) = run_sql(&session, &copy).await?.pop() else {
             return Err(Error::FeatureNotSupported("demo COPY did not start".into()));
         };
         let mut upload = session.start_upload(*copy);
@@ -111,22 +112,22 @@ pub async fn write(engine: &std::sync::Arc<Engine>) -> Result<Vec<String>> {
         written.push(format!("{} ({rows} rows)", f.table));
     }
     for ddl in FEATURE_VIEWS {
-        match session.run_sql(ddl).await {
+        match run_sql(&session, ddl).await {
             Ok(_) => written.push(format!("feature view {}", ddl.split_whitespace().nth(3).unwrap_or_default())),
             Err(Error::DuplicateObject(_)) => {}
             Err(e) => return Err(e),
         }
     }
-    match session.run_sql(TRAINING_DATASET).await {
+    match run_sql(&session, TRAINING_DATASET).await {
         Ok(_) => written.push("dataset training".into()),
         Err(Error::DuplicateObject(_)) => {}
         Err(e) => return Err(e),
     }
     for (name, ddl) in EVALUATIONS {
-        match session.run_sql(ddl).await {
+        match run_sql(&session, ddl).await {
             Ok(_) => {
                 // Results at once: every week of the demo's data.
-                session.run_sql(&format!("BACKFILL EVALUATION {name} FROM '2025-01-13' TO '2025-05-12'")).await?;
+                run_sql(&session, &format!("BACKFILL EVALUATION {name} FROM '2025-01-13' TO '2025-05-12'")).await?;
                 written.push(format!("evaluation {name} (eval.{name})"));
             }
             Err(Error::DuplicateObject(_)) => {}

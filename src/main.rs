@@ -12,7 +12,7 @@ use hindsight::security::scram::Verifier;
 use hindsight::security::tls::Tls;
 use hindsight::server::Server;
 use hindsight::engine::Engine;
-use hindsight::session::Output;
+use hindsight::session::{Output, Session};
 
 /// jemalloc rather than glibc's malloc. Under 64 clients of mixed reads and writes glibc's
 /// per-thread arenas held 241 MiB from the system for 37 MiB in use, and kept growing; jemalloc
@@ -209,7 +209,7 @@ async fn run(cli: Cli) -> hindsight::Result<()> {
             let warehouse = Warehouse::open_with_retention(&config.warehouse, config.retention_days).await?;
             warehouse.auto_compact().set_min_files(config.auto_compact_files);
             warehouse.set_memory_pool_bytes(config.memory_pool_bytes);
-            let engine = Engine::new(warehouse.clone())?;
+            let engine = Engine::new(warehouse.clone(), Session::background)?;
             if demo {
                 hindsight::demo::write(&engine).await?;
             }
@@ -274,15 +274,15 @@ async fn run(cli: Cli) -> hindsight::Result<()> {
         Command::Demo { warehouse, config } => {
             let config = Config::resolve(Overrides { warehouse, config_file: config, ..Default::default() })?;
             let warehouse = Warehouse::open_with_retention(&config.warehouse, config.retention_days).await?;
-            let written = hindsight::demo::write(&Engine::new(warehouse.clone())?).await?;
+            let written = hindsight::demo::write(&Engine::new(warehouse.clone(), Session::background)?).await?;
             println!("demo warehouse at {}: {}", warehouse.root(), written.join(", "));
             Ok(())
         }
         Command::Sql { command, warehouse, config } => {
             let config = Config::resolve(Overrides { warehouse, config_file: config, ..Default::default() })?;
             let warehouse = Warehouse::open_with_retention(&config.warehouse, config.retention_days).await?;
-            let session = Engine::new(warehouse)?.admin_session()?;
-            for out in session.run_sql(&command).await? {
+            let session = Session::admin(&Engine::new(warehouse, Session::background)?)?;
+            for out in hindsight::commands::run_sql(&session, &command).await? {
                 match out {
                     Output::Rows(stream) => {
                         let batches: Vec<_> = stream.try_collect().await?;

@@ -98,7 +98,7 @@ impl Scheduler {
 
     /// Runs whatever is due at `now`; returns the attempts made.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<Vec<RunRecord>> {
-        let session = self.engine.admin_session()?;
+        let session = Session::admin(&self.engine)?;
         self.engine.warehouse().refresh().await?;
         let evaluations = definition::list(&session).await?;
         let mut states = self.state.lock().await;

@@ -22,6 +22,7 @@ use crate::metrics::METRICS;
 use crate::security::Users;
 use crate::security::tls::Tls;
 use crate::engine::Engine;
+use crate::session::Session;
 use crate::wire::{Connection, Handlers, Shared, TooManyConnections};
 
 /// How long shutdown waits for open connections before it drops them.
@@ -117,7 +118,7 @@ impl Server {
                         let _permit = permit;
                         let _active = ActiveConnection::open();
                         tracing::debug!(%peer, "connection opened");
-                        match engine.session(&shared.limits) {
+                        match Session::new(&engine, &shared.limits) {
                             Ok(session) => {
                                 let handlers = Handlers::new(Connection::new(session, shared, watch));
                                 if let Err(e) = crate::wire::serve(socket, acceptor, handlers, stop).await {

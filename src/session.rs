@@ -1,12 +1,14 @@
-//! A session: one DataFusion `SessionContext` and its settings, per connection (or per CLI run).
+//! A session: one connection's state and DataFusion context (or the CLI's, or background
+//! work's).
 //!
 //! Owns: what is per connection (settings, user and role, `as_of`, the DataFusion context cut
-//! from the engine's template), running a command after the checks it asks for
-//! (`commands::Run`), DataFusion planning, and the interception of DDL and DML plans that must
-//! become Delta operations. Every statement is its
-//! own commit; BEGIN/COMMIT/ROLLBACK are accepted so that drivers which wrap statements in
-//! transactions work, but they group nothing.
-//! Must not: speak the wire protocol (it returns Arrow streams and tags, `wire` encodes them).
+//! from the engine's template), the planning pipeline every statement goes through (table
+//! functions, time travel, ASOF JOIN, PostgreSQL rewrites; `sql::Planner` is its face to the
+//! domain modules), and the interception of DDL and DML plans that must become Delta operations.
+//! Every statement is its own commit; BEGIN/COMMIT/ROLLBACK are accepted so that drivers which
+//! wrap statements in transactions work, but they group nothing.
+//! Must not: know which statement is which (`commands` does, and runs them against a session),
+//! or speak the wire protocol (it returns Arrow streams and tags, `wire` encodes them).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -17,8 +19,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::common::TableReference;
-use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder, WriteOp, cast, col, lit};
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp, cast};
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -33,14 +34,13 @@ use crate::error::{Error, Result};
 use crate::security::{Role, roles::plan_role};
 use crate::sql::settings::{self, Settings};
 use crate::sql::time_travel::{self, VersionClause};
-use crate::commands::Run;
-use crate::sql::{self, CopyToSource, TransactionKind};
+use crate::sql::{self, CopyToSource, Planner, TransactionKind};
 
 /// The setting that makes a session read the whole warehouse as of an instant.
 pub const AS_OF: &str = "hindsight.as_of";
 
 /// The catalog name clients see (`current_database()`).
-pub const CATALOG: &str = crate::config::DATABASE;
+pub const CATALOG: &str = catalog::DATABASE;
 
 /// What running one statement produced.
 pub enum Output {
@@ -115,8 +115,18 @@ impl Drop for Session {
 }
 
 impl Session {
-    /// A session of `engine`, within `limits`: an admin until `set_identity` says who
-    /// connected (see `Engine::session` and `Engine::admin_session`).
+    /// An admin session without limits: for the CLI, the scheduler and the demo writer.
+    pub fn admin(engine: &Arc<Engine>) -> Result<Self> {
+        Self::new(engine, &Limits::default())
+    }
+
+    /// The engine's background planner (`engine::BackgroundPlanner`): an admin session.
+    pub fn background(engine: &Arc<Engine>) -> Result<Arc<dyn Planner>> {
+        Ok(Arc::new(Self::admin(engine)?))
+    }
+
+    /// A client's session of `engine`, within `limits`: an admin until `set_identity` says who
+    /// connected.
     pub fn new(engine: &Arc<Engine>, limits: &Limits) -> Result<Self> {
         let warehouse = engine.warehouse();
         // Every statement allocates from the server's pool, and within the session's limit if
@@ -130,6 +140,7 @@ impl Session {
         let as_of = Arc::new(AsOf::default());
         ctx.register_catalog(CATALOG, Arc::new(WarehouseCatalog::new(warehouse.clone(), as_of.clone())));
         crate::sql::pg_catalog::install_schema(&ctx, CATALOG)?;
+        ctx.register_udtf(catalog::history::FUNCTION, Arc::new(catalog::history::HistoryFunction::new(warehouse.clone(), as_of.clone())));
         let settings = Arc::new(Settings::default());
         ctx.register_udf(settings::current_setting_udf(settings.clone()));
         ctx.register_udf(settings::session_user_udf(settings.clone()));
@@ -193,27 +204,12 @@ impl Session {
 
     /// The connected user (the startup message's `user`), for what the session records.
     pub fn user(&self) -> String {
-        self.settings.get("session_user").unwrap_or_else(|| crate::config::DATABASE.to_string())
+        self.settings.get("session_user").unwrap_or_else(|| catalog::DATABASE.to_string())
     }
 
     /// The instant `hindsight.as_of` reads the warehouse at, if set.
     pub fn as_of(&self) -> Option<DateTime<Utc>> {
         self.as_of.get()
-    }
-
-    /// The row named `name` of a `hindsight.*` metadata table, as this session sees the table
-    /// (so `hindsight.as_of` applies) or as of `at`; `None` if there is none.
-    pub async fn metadata_row(&self, table: &TableName, name: &str, at: Option<DateTime<Utc>>) -> Result<Option<RecordBatch>> {
-        let versioned = at.map_or(TableAt::Latest, TableAt::Timestamp).name_for(&table.table);
-        let reference = TableReference::full(CATALOG, table.schema.as_str(), versioned.as_str());
-        let df = match self.ctx.table(reference).await {
-            Ok(df) => df,
-            // Under `hindsight.as_of`, a metadata table younger than that instant is not there.
-            Err(e) if crate::error::datafusion_sqlstate(&e) == "42P01" => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let batches: Vec<RecordBatch> = df.filter(col("name").eq(lit(name)))?.collect().await?;
-        Ok(batches.into_iter().find(|b| b.num_rows() > 0))
     }
 
     /// Refuses a write while the session reads the past.
@@ -226,32 +222,6 @@ impl Session {
                 show_time(t)
             ))),
         }
-    }
-
-    /// Runs every statement of a query string in order (the CLI's `sql -c`).
-    pub async fn run_sql(&self, sql: &str) -> Result<Vec<Output>> {
-        let mut out = Vec::new();
-        for stmt in sql::parse(sql)? {
-            out.push(self.execute(stmt, None).await?);
-        }
-        Ok(out)
-    }
-
-    /// Runs one statement, with bound parameter values from the extended protocol.
-    pub async fn execute(&self, stmt: sql::Statement, params: Option<Vec<ScalarValue>>) -> Result<Output> {
-        let command = crate::commands::classify(stmt)?;
-        self.run(command.as_ref(), params).await
-    }
-
-    /// Runs a classified statement, after the checks it asks for: its role, and no writes
-    /// while the session reads the past.
-    pub async fn run(&self, command: &dyn Run, params: Option<Vec<ScalarValue>>) -> Result<Output> {
-        let (needed, what) = command.role();
-        self.role().check(needed, what)?;
-        if let Some(what) = command.writes() {
-            self.check_writable(what)?;
-        }
-        command.run(self, params).await
     }
 
     /// What a statement DataFusion plans takes and returns.
@@ -304,7 +274,7 @@ impl Session {
         let mut stmt = stmt;
         crate::features::historical::expand(self, &mut stmt, None).await?;
         crate::evaluation::drift::expand(self, &mut stmt).await?;
-        crate::features::online::prepare(self, &stmt).await?;
+        crate::features::online::prepare(self, self.engine.online(), &stmt).await?;
         let mut stmt = self.resolve_versions(stmt).await?;
         sql::asof::rewrite(&mut stmt)?;
         sql::names::name_columns(&mut stmt);
@@ -330,17 +300,6 @@ impl Session {
         }
     }
 
-    /// The result schema of a query's text, by planning it.
-    pub async fn query_schema(&self, query: &str) -> Result<SchemaRef> {
-        let plan = Box::pin(self.plan_query(Statement::Query(sql::parse_query(query)?))).await?;
-        Ok(self.result_schema(&plan))
-    }
-
-    /// Plans a query (for datasets, which run it themselves).
-    pub async fn plan_query(&self, stmt: Statement) -> Result<LogicalPlan> {
-        Ok(self.plan(stmt).await?.0)
-    }
-
     /// Turns `VERSION AS OF` / `TIMESTAMP AS OF` clauses into versioned table names; timestamp
     /// expressions are folded to constants here, once, before planning.
     async fn resolve_versions(&self, mut stmt: Statement) -> Result<Statement> {
@@ -357,37 +316,6 @@ impl Session {
         }
         time_travel::apply(&mut stmt, &resolved);
         Ok(stmt)
-    }
-
-    /// Evaluates a constant expression as an instant (UTC unless it says otherwise).
-    pub(crate) async fn fold_timestamp(&self, e: &datafusion::sql::sqlparser::ast::Expr) -> Result<DateTime<Utc>> {
-        let bad = |m: String| {
-            let m = m.rsplit(": ").next().unwrap_or(&m).to_string();
-            Error::InvalidDatetime(format!("{e} is not a timestamp: {m}"))
-        };
-        let state = self.ctx.state();
-        let expr = state
-            .create_logical_expr_from_sql_expr(
-                datafusion::sql::sqlparser::ast::ExprWithAlias { expr: e.clone(), alias: None },
-                &datafusion::common::DFSchema::empty(),
-            )
-            .map_err(|d| bad(Error::from(d).message()))?;
-        let expr = cast(expr, DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())));
-        let batches = self
-            .ctx
-            .read_empty()?
-            .select(vec![expr.alias("t")])?
-            .collect()
-            .await
-            .map_err(|d| bad(Error::from(d).message()))?;
-        let micros = batches
-            .iter()
-            .find(|b| b.num_rows() > 0)
-            .and_then(|b| b.column(0).as_primitive_opt::<datafusion::arrow::datatypes::TimestampMicrosecondType>())
-            .filter(|a| !a.is_null(0))
-            .map(|a| a.value(0))
-            .ok_or_else(|| bad("it is NULL".into()))?;
-        Utc.timestamp_micros(micros).single().ok_or_else(|| bad("out of range".into()))
     }
 
     pub(crate) async fn execute_plan(&self, stmt: Statement, params: Option<Vec<ScalarValue>>) -> Result<Output> {
@@ -419,7 +347,7 @@ impl Session {
                 }
                 let is_ctas = !matches!(create.input.as_ref(), LogicalPlan::EmptyRelation(_));
                 if is_ctas {
-                    let rows = self.create_table_as(&name, (*create.input).clone(), &partition_by).await?;
+                    let rows = self.warehouse().create_table_as(&self.ctx.state(), &name, (*create.input).clone(), &partition_by).await?;
                     Ok(Output::Affected { verb: "SELECT", rows })
                 } else {
                     let schema = create.input.schema().as_arrow().clone();
@@ -477,32 +405,6 @@ impl Session {
         let smaller = datafusion::config::ConfigNonZeroUsize::try_new(smaller).ok().filter(|s| s.get() != current.get())?;
         self.ctx.state_ref().write().config_mut().options_mut().execution.batch_size = smaller;
         Some(BatchSizeGuard { ctx: &self.ctx, restore: current })
-    }
-
-    /// CREATE TABLE ... AS SELECT: the table and its rows appear in one Delta commit.
-    pub(crate) async fn create_table_as(&self, name: &TableName, input: LogicalPlan, partition_by: &[String]) -> Result<u64> {
-        if self.warehouse().exists(name).await? {
-            return Err(Error::DuplicateTable(name.to_string()));
-        }
-        let input = delta_projection(input)?;
-        let state = Arc::new(self.ctx.state());
-        let url = self.warehouse().new_table_url(name)?;
-        let table = deltalake::DeltaTable::try_from_url(url).await?;
-        let written = table
-            .write(vec![])
-            .with_input_plan(input)
-            .with_session_state(state)
-            .with_table_name(name.table.clone())
-            .with_partition_columns(partition_by.iter().cloned())
-            .with_save_mode(deltalake::protocol::SaveMode::ErrorIfExists)
-            .with_configuration(self.warehouse().retention_properties())
-            .await?;
-        let rows = written
-            .snapshot()
-            .ok()
-            .and_then(|s| s.log_data().iter().map(|f| f.num_records()).sum::<Option<usize>>())
-            .unwrap_or(0);
-        Ok(rows as u64)
     }
 
     fn resolve(&self, name: &datafusion::common::TableReference) -> Result<TableName> {
@@ -639,6 +541,68 @@ impl Session {
     }
 }
 
+#[async_trait::async_trait]
+impl Planner for Session {
+    fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    fn warehouse(&self) -> &Arc<Warehouse> {
+        self.engine.warehouse()
+    }
+
+    fn default_schema(&self) -> String {
+        Session::default_schema(self)
+    }
+
+    fn user(&self) -> String {
+        Session::user(self)
+    }
+
+    fn as_of(&self) -> Option<DateTime<Utc>> {
+        self.as_of.get()
+    }
+
+    async fn plan_query(&self, stmt: Statement) -> Result<LogicalPlan> {
+        Ok(self.plan(stmt).await?.0)
+    }
+
+    async fn query_schema(&self, query: Box<datafusion::sql::sqlparser::ast::Query>) -> Result<SchemaRef> {
+        let plan = Box::pin(self.plan_query(Statement::Query(query))).await?;
+        Ok(self.result_schema(&plan))
+    }
+
+    async fn fold_timestamp(&self, e: &datafusion::sql::sqlparser::ast::Expr) -> Result<DateTime<Utc>> {
+        let bad = |m: String| {
+            let m = m.rsplit(": ").next().unwrap_or(&m).to_string();
+            Error::InvalidDatetime(format!("{e} is not a timestamp: {m}"))
+        };
+        let state = self.ctx.state();
+        let expr = state
+            .create_logical_expr_from_sql_expr(
+                datafusion::sql::sqlparser::ast::ExprWithAlias { expr: e.clone(), alias: None },
+                &datafusion::common::DFSchema::empty(),
+            )
+            .map_err(|d| bad(Error::from(d).message()))?;
+        let expr = cast(expr, DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())));
+        let batches = self
+            .ctx
+            .read_empty()?
+            .select(vec![expr.alias("t")])?
+            .collect()
+            .await
+            .map_err(|d| bad(Error::from(d).message()))?;
+        let micros = batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .and_then(|b| b.column(0).as_primitive_opt::<datafusion::arrow::datatypes::TimestampMicrosecondType>())
+            .filter(|a| !a.is_null(0))
+            .map(|a| a.value(0))
+            .ok_or_else(|| bad("it is NULL".into()))?;
+        Utc.timestamp_micros(micros).single().ok_or_else(|| bad("out of range".into()))
+    }
+}
+
 /// Puts a session's batch size back (see `Session::batch_size_for`).
 struct BatchSizeGuard<'a> {
     ctx: &'a SessionContext,
@@ -649,19 +613,6 @@ impl Drop for BatchSizeGuard<'_> {
     fn drop(&mut self) {
         self.ctx.state_ref().write().config_mut().options_mut().execution.batch_size = self.restore;
     }
-}
-
-/// Projects a plan's columns to the types Delta stores, keeping their names.
-pub(crate) fn delta_projection(input: LogicalPlan) -> Result<LogicalPlan> {
-    let target = catalog::delta_compatible_schema(input.schema().as_arrow());
-    let exprs = input
-        .schema()
-        .fields()
-        .iter()
-        .zip(target.fields())
-        .map(|(f, t)| cast(col(datafusion::common::Column::new_unqualified(f.name())), t.data_type().clone()).alias(f.name()))
-        .collect::<Vec<_>>();
-    Ok(LogicalPlanBuilder::from(input).project(exprs)?.build()?)
 }
 
 /// A result held in one batch, as a row stream.
@@ -747,30 +698,34 @@ fn take_partitioning(stmt: Statement) -> (Statement, Vec<String>) {
     }
 }
 
-/// `hindsight_debug_panic(condition)`, in debug builds only: panics on a row where the condition
-/// holds, so that tests can prove a bug in an operator costs the statement, not the connection.
-/// It stands in for the bugs we do not know of; release builds do not have it.
-#[cfg(debug_assertions)]
-pub(crate) fn debug_panic_udf() -> datafusion::logical_expr::ScalarUDF {
-    use datafusion::arrow::array::AsArray;
-    use datafusion::arrow::datatypes::DataType;
-    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
-    use datafusion::scalar::ScalarValue;
-    create_udf(
-        "hindsight_debug_panic",
-        vec![DataType::Boolean],
-        DataType::Boolean,
-        Volatility::Volatile,
-        Arc::new(|args: &[ColumnarValue]| {
-            let hit = match &args[0] {
-                ColumnarValue::Scalar(ScalarValue::Boolean(Some(b))) => *b,
-                ColumnarValue::Scalar(_) => false,
-                ColumnarValue::Array(a) => a.as_boolean().true_count() > 0,
-            };
-            if hit {
-                panic!("hindsight_debug_panic was asked to panic");
-            }
-            Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(false))))
-        }),
-    )
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::engine::Engine;
+
+    /// Under every name a session has the template's function, or one of its own (settings,
+    /// limits), never another of the template's (which is what hash order gave).
+    fn same<F: ?Sized>(template: &HashMap<String, Arc<F>>, session: &HashMap<String, Arc<F>>, kind: &str) {
+        for (name, f) in template {
+            let ours = session.get(name).unwrap_or_else(|| panic!("{kind} {name} is missing"));
+            let other = template.values().any(|t| Arc::ptr_eq(t, ours));
+            assert!(Arc::ptr_eq(f, ours) || !other, "{kind} {name} is another of the template's");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_has_exactly_the_templates_functions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let warehouse = Warehouse::open(dir.path().to_str().expect("utf8")).await.expect("warehouse");
+        let engine = Engine::new(warehouse, Session::background).expect("engine");
+        for _ in 0..3 {
+            let session = Session::admin(&engine).expect("session");
+            let (template, state) = (engine.template(), session.context().state());
+            same(template.scalar_functions(), state.scalar_functions(), "function");
+            same(template.aggregate_functions(), state.aggregate_functions(), "aggregate");
+            same(template.window_functions(), state.window_functions(), "window function");
+        }
+    }
 }

@@ -27,7 +27,7 @@ use deltalake::DeltaTable;
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::table::config::TablePropertiesExt;
 
-use super::sink::{WriteLocks, commit_properties};
+use super::commits::{WriteLocks, commit_properties};
 use super::{TableName, Warehouse};
 use crate::error::{Error, Result};
 

@@ -9,11 +9,14 @@
 //! version per table. Across statements we keep only the list of table names and each table's
 //! latest snapshot (`snapshots.rs`), which an open brings forward by the commits since.
 
+mod commits;
 mod compaction;
 mod corruption;
+pub mod history;
 mod information_schema;
 mod log_engine;
 pub mod metadata;
+mod pg_types;
 mod predicates;
 mod rewrites;
 mod schema;
@@ -37,7 +40,12 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
+/// The one database (DataFusion catalog) a server has: what clients connect to and
+/// `current_database()` says.
+pub const DATABASE: &str = "hindsight";
+
 pub use compaction::{AutoCompact, DEFAULT_AUTO_COMPACT_FILES, OptimizeReport};
+pub use pg_types::{pg_type, pg_type_name};
 pub use schema::{AsOf, WarehouseCatalog, WarehouseSchema};
 pub use sink::OneShotStream;
 pub use table::HindsightTable;
@@ -85,8 +93,8 @@ pub struct Warehouse {
     /// DataFusion's caches of Parquet footers and file statistics, shared by every session
     /// over this warehouse (see `file_caches`).
     file_caches: Arc<CacheManager>,
-    /// One writer per table at a time within this server (see `sink::WriteLocks`).
-    write_locks: Arc<sink::WriteLocks>,
+    /// One writer per table at a time within this server (see `commits::WriteLocks`).
+    write_locks: Arc<commits::WriteLocks>,
     /// When writes compact the small files they leave behind (see `compaction`).
     auto_compact: Arc<AutoCompact>,
     /// The memory pool every session's statements over this warehouse share
@@ -136,7 +144,7 @@ impl Warehouse {
         // the same credentials) for every URL scheme; the store is rooted at the warehouse.
         let store = deltalake::logstore::store_for(&root, storage_options.iter())
             .map_err(|e| Error::Config(format!("warehouse {root}: {e}")))?;
-        let write_locks = Arc::new(sink::WriteLocks::default());
+        let write_locks = Arc::new(commits::WriteLocks::default());
         let warehouse = Arc::new(Self {
             root,
             store,
@@ -413,6 +421,38 @@ impl Warehouse {
         Ok(table)
     }
 
+    /// CREATE TABLE ... AS SELECT: the table and its rows appear in one Delta commit.
+    pub async fn create_table_as(
+        &self,
+        state: &datafusion::execution::SessionState,
+        name: &TableName,
+        input: datafusion::logical_expr::LogicalPlan,
+        partition_by: &[String],
+    ) -> Result<u64> {
+        if self.exists(name).await? {
+            return Err(Error::DuplicateTable(name.to_string()));
+        }
+        let input = delta_projection(input)?;
+        let state = Arc::new(state.clone());
+        let url = self.new_table_url(name)?;
+        let table = deltalake::DeltaTable::try_from_url(url).await?;
+        let written = table
+            .write(vec![])
+            .with_input_plan(input)
+            .with_session_state(state)
+            .with_table_name(name.table.clone())
+            .with_partition_columns(partition_by.iter().cloned())
+            .with_save_mode(deltalake::protocol::SaveMode::ErrorIfExists)
+            .with_configuration(self.retention_properties())
+            .await?;
+        let rows = written
+            .snapshot()
+            .ok()
+            .and_then(|s| s.log_data().iter().map(|f| f.num_records()).sum::<Option<usize>>())
+            .unwrap_or(0);
+        Ok(rows as u64)
+    }
+
     /// Drops a table: removes its log first (so it stops being a table at once), then its data.
     pub async fn drop_table(&self, name: &TableName) -> Result<()> {
         if !self.exists(name).await? {
@@ -518,6 +558,19 @@ fn register_object_stores() {
         deltalake::azure::register_handlers(None);
         log_engine::install();
     });
+}
+
+/// Projects a plan's columns to the types Delta stores, keeping their names.
+pub fn delta_projection(input: datafusion::logical_expr::LogicalPlan) -> Result<datafusion::logical_expr::LogicalPlan> {
+    let target = delta_compatible_schema(input.schema().as_arrow());
+    let exprs = input
+        .schema()
+        .fields()
+        .iter()
+        .zip(target.fields())
+        .map(|(f, t)| datafusion::logical_expr::cast(datafusion::logical_expr::col(datafusion::common::Column::new_unqualified(f.name())), t.data_type().clone()).alias(f.name()))
+        .collect::<Vec<_>>();
+    Ok(datafusion::logical_expr::LogicalPlanBuilder::from(input).project(exprs)?.build()?)
 }
 
 /// Delta stores fewer types than Arrow: strings are plain UTF-8, timestamps are microseconds,

@@ -12,7 +12,7 @@
 //! `ConcurrentDeleteDeleteException`) fails the second commit; so do we, with 40001.
 //!
 //! Each rewrite records the version it read as the commit's `readVersion` (Delta's own field,
-//! see `sink::commit_properties`); commits without one (blind appends, table creation) and
+//! see `commits::commit_properties`); commits without one (blind appends, table creation) and
 //! commits that remove nothing are not checked. Each attempt is judged against exactly the
 //! versions before the one it tries to take, and a commit file is written only if absent, so a
 //! commit that passes can no longer be overtaken.

@@ -102,7 +102,7 @@ impl CatalogProvider for WarehouseCatalog {
             }));
         }
         if name == information_schema::NAME {
-            return Some(Arc::new(InformationSchema::new(self.warehouse.clone(), crate::config::DATABASE)));
+            return Some(Arc::new(InformationSchema::new(self.warehouse.clone(), super::DATABASE)));
         }
         self.extra.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }

@@ -207,7 +207,7 @@ impl Warehouse {
     /// Commits of a table, newest first: at most `limit`, and none after `until`.
     pub async fn history(&self, name: &TableName, limit: Option<u64>, until: Option<DateTime<Utc>>) -> Result<Vec<Commit>> {
         if !self.exists(name).await? {
-            return Err(Error::UndefinedTable(name.to_string()));
+            return Err(Error::UndefinedTable(format!("relation \"{name}\" does not exist")));
         }
         let table = self.unloaded(name)?;
         let latest = latest_of(&table).await?;

@@ -22,6 +22,10 @@ pub struct CopyFrom {
 
 #[async_trait]
 impl Run for CopyFrom {
+    fn kind(&self) -> &'static str {
+        "copy_in"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Writer, "COPY FROM")
     }
@@ -44,6 +48,10 @@ pub struct CopyTo {
 
 #[async_trait]
 impl Run for CopyTo {
+    fn kind(&self) -> &'static str {
+        "copy_out"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Reader, "reading")
     }
@@ -64,6 +72,10 @@ pub struct CopyFromFile {
 
 #[async_trait]
 impl Run for CopyFromFile {
+    fn kind(&self) -> &'static str {
+        "copy_in"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Admin, "COPY FROM a server file")
     }
@@ -88,6 +100,10 @@ pub struct CopyToFile {
 
 #[async_trait]
 impl Run for CopyToFile {
+    fn kind(&self) -> &'static str {
+        "copy_out"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Admin, "COPY TO a server file")
     }

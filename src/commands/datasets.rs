@@ -7,7 +7,7 @@ use datafusion::sql::sqlparser::ast::ObjectName;
 use super::{Run, rows};
 use crate::error::Result;
 use crate::security::Role;
-use crate::session::{Description, Output, Session};
+use crate::session::{Description, Output, Session, batch_output};
 
 #[derive(Debug)]
 pub struct CreateDataset {
@@ -17,6 +17,10 @@ pub struct CreateDataset {
 
 #[async_trait]
 impl Run for CreateDataset {
+    fn kind(&self) -> &'static str {
+        "dataset"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Admin, "CREATE DATASET")
     }
@@ -26,7 +30,8 @@ impl Run for CreateDataset {
     }
 
     async fn run(&self, session: &Session, _params: Option<Vec<ScalarValue>>) -> Result<Output> {
-        crate::datasets::create(session, &self.name, &self.query).await
+        let rows = crate::datasets::create(session, &self.name, &self.query).await?;
+        Ok(Output::Affected { verb: "SELECT", rows })
     }
 }
 
@@ -37,6 +42,10 @@ pub struct ReproduceDataset {
 
 #[async_trait]
 impl Run for ReproduceDataset {
+    fn kind(&self) -> &'static str {
+        "dataset"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Reader, "reading")
     }
@@ -46,6 +55,6 @@ impl Run for ReproduceDataset {
     }
 
     async fn run(&self, session: &Session, _params: Option<Vec<ScalarValue>>) -> Result<Output> {
-        crate::datasets::reproduce(session, &self.name).await
+        batch_output(crate::datasets::reproduce(session, &self.name).await?)
     }
 }

@@ -7,7 +7,7 @@ use datafusion::sql::sqlparser::ast::Expr;
 use super::{Run, rows};
 use crate::error::Result;
 use crate::security::Role;
-use crate::session::{Description, Output, Session};
+use crate::session::{Description, Output, Session, batch_output};
 use crate::sql::EvaluationSpec;
 
 #[derive(Debug)]
@@ -17,6 +17,10 @@ pub struct CreateEvaluation {
 
 #[async_trait]
 impl Run for CreateEvaluation {
+    fn kind(&self) -> &'static str {
+        "evaluation"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Admin, "CREATE EVALUATION")
     }
@@ -26,7 +30,8 @@ impl Run for CreateEvaluation {
     }
 
     async fn run(&self, session: &Session, _params: Option<Vec<ScalarValue>>) -> Result<Output> {
-        crate::evaluation::definition::create(session, self.spec.clone()).await
+        crate::evaluation::definition::create(session, self.spec.clone()).await?;
+        Ok(Output::Command("CREATE EVALUATION".into()))
     }
 }
 
@@ -38,6 +43,10 @@ pub struct DropEvaluation {
 
 #[async_trait]
 impl Run for DropEvaluation {
+    fn kind(&self) -> &'static str {
+        "evaluation"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Admin, "DROP EVALUATION")
     }
@@ -47,7 +56,8 @@ impl Run for DropEvaluation {
     }
 
     async fn run(&self, session: &Session, _params: Option<Vec<ScalarValue>>) -> Result<Output> {
-        crate::evaluation::definition::drop(session, &self.name, self.if_exists).await
+        crate::evaluation::definition::drop(session, &self.name, self.if_exists).await?;
+        Ok(Output::Command("DROP EVALUATION".into()))
     }
 }
 
@@ -60,6 +70,10 @@ pub struct RunEvaluation {
 
 #[async_trait]
 impl Run for RunEvaluation {
+    fn kind(&self) -> &'static str {
+        "evaluation"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Admin, "RUN EVALUATION")
     }
@@ -73,7 +87,7 @@ impl Run for RunEvaluation {
     }
 
     async fn run(&self, session: &Session, _params: Option<Vec<ScalarValue>>) -> Result<Output> {
-        crate::evaluation::run::run(session, &self.name, self.window.clone()).await
+        batch_output(crate::evaluation::run::run(session, &self.name, self.window.clone()).await?)
     }
 }
 
@@ -87,6 +101,10 @@ pub struct BackfillEvaluation {
 
 #[async_trait]
 impl Run for BackfillEvaluation {
+    fn kind(&self) -> &'static str {
+        "evaluation"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Admin, "BACKFILL EVALUATION")
     }
@@ -100,6 +118,6 @@ impl Run for BackfillEvaluation {
     }
 
     async fn run(&self, session: &Session, _params: Option<Vec<ScalarValue>>) -> Result<Output> {
-        crate::evaluation::run::backfill(session, &self.name, self.from.clone(), self.to.clone()).await
+        batch_output(crate::evaluation::run::backfill(session, &self.name, self.from.clone(), self.to.clone()).await?)
     }
 }

@@ -18,6 +18,10 @@ pub struct CreateFeatureView {
 
 #[async_trait]
 impl Run for CreateFeatureView {
+    fn kind(&self) -> &'static str {
+        "feature_view"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Admin, "CREATE FEATURE VIEW")
     }
@@ -27,7 +31,8 @@ impl Run for CreateFeatureView {
     }
 
     async fn run(&self, session: &Session, _params: Option<Vec<ScalarValue>>) -> Result<Output> {
-        crate::features::views::create(session, self.spec.clone()).await
+        crate::features::views::create(session, self.spec.clone()).await?;
+        Ok(Output::Command("CREATE FEATURE VIEW".into()))
     }
 }
 
@@ -39,6 +44,10 @@ pub struct DropFeatureView {
 
 #[async_trait]
 impl Run for DropFeatureView {
+    fn kind(&self) -> &'static str {
+        "feature_view"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Admin, "DROP FEATURE VIEW")
     }
@@ -48,7 +57,8 @@ impl Run for DropFeatureView {
     }
 
     async fn run(&self, session: &Session, _params: Option<Vec<ScalarValue>>) -> Result<Output> {
-        crate::features::views::drop(session, &self.name, self.if_exists).await
+        crate::features::views::drop(session, &self.name, self.if_exists).await?;
+        Ok(Output::Command("DROP FEATURE VIEW".into()))
     }
 }
 
@@ -60,16 +70,20 @@ pub struct OnlineFeatures {
 
 #[async_trait]
 impl Run for OnlineFeatures {
+    fn kind(&self) -> &'static str {
+        "online"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Reader, "reading")
     }
 
     async fn describe(&self, session: &Session) -> Result<Description> {
-        let (schema, params) = crate::features::online::describe(session, &self.args).await?;
+        let (schema, params) = crate::features::online::describe(session.engine().online(), &self.args).await?;
         Ok(Description { params, result: Some(schema) })
     }
 
     async fn run(&self, session: &Session, params: Option<Vec<ScalarValue>>) -> Result<Output> {
-        batch_output(crate::features::online::lookup(session, &self.args, params.as_deref()).await?)
+        batch_output(crate::features::online::lookup(session, session.engine().online(), &self.args, params.as_deref()).await?)
     }
 }

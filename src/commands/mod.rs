@@ -1,11 +1,13 @@
 //! Statements as commands: each kind of statement says, in one file and one place, the role it
 //! needs, whether it writes (so that it is refused while the session reads the past), the
-//! columns it returns (for the extended protocol's Describe), and how it runs. `classify` turns a parsed statement into its command; `Session::execute` applies the
-//! role and write checks from the command itself, for every path (simple and extended query,
-//! and the wire's prepared fast path alike).
+//! columns it returns (for the extended protocol's Describe), its kind (for metrics), and how
+//! it runs. `classify` turns a parsed statement into its command; `run` applies the role and
+//! write checks from the command itself, for every path (simple and extended query, and the
+//! wire's prepared fast path alike).
 //!
 //! Adding a statement: a parser branch (`sql::parser`), an arm in `classify`, and a file here.
-//! Owns: routing and the per-statement rules above. Must not: speak the wire protocol.
+//! Owns: routing and the per-statement rules above. Must not: speak the wire protocol; it runs
+//! commands against a `Session`, which knows nothing of them.
 
 mod copy;
 mod datasets;
@@ -33,6 +35,9 @@ pub trait Run: Send + Sync + std::fmt::Debug {
     /// plan (`security::roles::plan_role`) once planned.
     fn role(&self) -> (Role, &'static str);
 
+    /// Its kind, as metrics count it: a few fixed words, never user text.
+    fn kind(&self) -> &'static str;
+
     /// What it writes, named for the refusal while `hindsight.as_of` is set; `None` if it only
     /// reads. (A planned statement is also checked on its plan.)
     fn writes(&self) -> Option<&'static str> {
@@ -49,6 +54,31 @@ pub trait Run: Send + Sync + std::fmt::Debug {
 
 /// A statement, classified.
 pub type Command = Box<dyn Run>;
+
+/// Runs every statement of a query string in order (the CLI's `sql -c`, the demo writer).
+pub async fn run_sql(session: &Session, sql: &str) -> Result<Vec<Output>> {
+    let mut out = Vec::new();
+    for stmt in crate::sql::parse(sql)? {
+        out.push(execute(session, stmt, None).await?);
+    }
+    Ok(out)
+}
+
+/// Runs one statement, with bound parameter values from the extended protocol.
+pub async fn execute(session: &Session, stmt: Statement, params: Option<Vec<ScalarValue>>) -> Result<Output> {
+    run(session, classify(stmt)?.as_ref(), params).await
+}
+
+/// Runs a classified statement after the checks it asks for: its role, and no writes while
+/// the session reads the past. Every path comes through here, the wire's fast paths included.
+pub async fn run(session: &Session, command: &dyn Run, params: Option<Vec<ScalarValue>>) -> Result<Output> {
+    let (needed, what) = command.role();
+    session.role().check(needed, what)?;
+    if let Some(what) = command.writes() {
+        session.check_writable(what)?;
+    }
+    command.run(session, params).await
+}
 
 /// A result without parameters, for `describe`.
 fn rows(schema: datafusion::arrow::datatypes::SchemaRef) -> Result<Description> {

@@ -22,6 +22,20 @@ impl Run for Query {
         (Role::Reader, "reading")
     }
 
+    fn kind(&self) -> &'static str {
+        use Statement as S;
+        match &self.stmt {
+            S::Query(_) => "select",
+            S::Insert(_) => "insert",
+            S::Update(_) => "update",
+            S::Delete(_) => "delete",
+            S::Merge(_) => "merge",
+            S::Explain { .. } => "explain",
+            S::CreateTable(_) | S::Drop { .. } | S::CreateView { .. } | S::AlterTable { .. } | S::Truncate { .. } => "ddl",
+            _ => "other",
+        }
+    }
+
     async fn describe(&self, session: &Session) -> Result<Description> {
         session.describe_plan(self.stmt.clone()).await
     }

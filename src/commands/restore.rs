@@ -16,6 +16,7 @@ use crate::catalog::versions::TableAt;
 use crate::error::Result;
 use crate::security::Role;
 use crate::session::{Description, Output, Session, batch_output, writable_schema};
+use crate::sql::Planner;
 use crate::sql::{self, RestoreTo};
 
 #[derive(Debug)]
@@ -26,6 +27,10 @@ pub struct Restore {
 
 #[async_trait]
 impl Run for Restore {
+    fn kind(&self) -> &'static str {
+        "restore"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Admin, "RESTORE")
     }

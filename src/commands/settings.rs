@@ -23,6 +23,10 @@ pub struct Transaction {
 
 #[async_trait]
 impl Run for Transaction {
+    fn kind(&self) -> &'static str {
+        "transaction"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Reader, "reading")
     }
@@ -41,6 +45,10 @@ pub struct Set {
 
 #[async_trait]
 impl Run for Set {
+    fn kind(&self) -> &'static str {
+        "setting"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Reader, "reading")
     }
@@ -60,6 +68,10 @@ pub struct Reset {
 
 #[async_trait]
 impl Run for Reset {
+    fn kind(&self) -> &'static str {
+        "setting"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Reader, "reading")
     }
@@ -78,6 +90,10 @@ pub struct Show {
 
 #[async_trait]
 impl Run for Show {
+    fn kind(&self) -> &'static str {
+        "setting"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Reader, "reading")
     }
@@ -127,6 +143,10 @@ pub struct ShowTables;
 
 #[async_trait]
 impl Run for ShowTables {
+    fn kind(&self) -> &'static str {
+        "other"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Reader, "reading")
     }
@@ -169,6 +189,10 @@ pub struct NoOp {
 
 #[async_trait]
 impl Run for NoOp {
+    fn kind(&self) -> &'static str {
+        "other"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Reader, "reading")
     }

@@ -3,14 +3,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::array::{BooleanArray, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::ast::ObjectName;
 
 use super::{Run, rows};
 use crate::catalog::OptimizeReport;
-use crate::catalog::versions::{Commit, VacuumReport};
+use crate::catalog::history;
+use crate::catalog::versions::VacuumReport;
 use crate::error::Result;
 use crate::security::Role;
 use crate::session::{Description, Output, Session, batch_output, writable_schema};
@@ -25,56 +26,23 @@ pub struct DescribeHistory {
 
 #[async_trait]
 impl Run for DescribeHistory {
+    fn kind(&self) -> &'static str {
+        "history"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Reader, "reading")
     }
 
     async fn describe(&self, _session: &Session) -> Result<Description> {
-        rows(history_schema())
+        rows(history::schema())
     }
 
     async fn run(&self, session: &Session, _params: Option<Vec<ScalarValue>>) -> Result<Output> {
         let name = sql::table_name(&self.table, &session.default_schema())?;
         let commits = session.warehouse().history(&name, self.limit, session.as_of()).await?;
-        batch_output(history_batch(&commits)?)
+        batch_output(history::batch(&commits)?)
     }
-}
-
-fn history_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("version", DataType::Int64, false),
-        Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())), true),
-        Field::new("operation", DataType::Utf8, true),
-        Field::new("operation_parameters", DataType::Utf8, true),
-        Field::new("rows_added", DataType::Int64, true),
-        Field::new("rows_updated", DataType::Int64, true),
-        Field::new("rows_removed", DataType::Int64, true),
-        Field::new("operation_metrics", DataType::Utf8, true),
-    ]))
-}
-
-fn history_batch(commits: &[Commit]) -> Result<RecordBatch> {
-    let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
-    let metric = |names: &[&str]| commits.iter().map(|c| c.metric(names)).collect::<Int64Array>();
-    Ok(RecordBatch::try_new(
-        history_schema(),
-        vec![
-            Arc::new(commits.iter().map(|c| Some(c.version as i64)).collect::<Int64Array>()),
-            Arc::new(
-                commits
-                    .iter()
-                    .map(|c| c.timestamp.map(|t| t.timestamp_micros()))
-                    .collect::<TimestampMicrosecondArray>()
-                    .with_timezone("+00:00"),
-            ),
-            Arc::new(commits.iter().map(|c| c.operation.clone()).collect::<StringArray>()),
-            Arc::new(commits.iter().map(|c| json(&c.parameters)).collect::<StringArray>()),
-            Arc::new(commits.iter().map(Commit::rows_added).collect::<Int64Array>()),
-            Arc::new(metric(&["num_updated_rows", "num_target_rows_updated"])),
-            Arc::new(metric(&["num_deleted_rows", "num_target_rows_deleted"])),
-            Arc::new(commits.iter().map(|c| json(&c.metrics)).collect::<StringArray>()),
-        ],
-    )?)
 }
 
 /// `VACUUM t [RETAIN n HOURS] [DRY RUN]`: deletes files no version inside the retention needs.
@@ -87,6 +55,10 @@ pub struct Vacuum {
 
 #[async_trait]
 impl Run for Vacuum {
+    fn kind(&self) -> &'static str {
+        "vacuum"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Admin, "VACUUM")
     }
@@ -136,6 +108,10 @@ pub struct Optimize {
 
 #[async_trait]
 impl Run for Optimize {
+    fn kind(&self) -> &'static str {
+        "optimize"
+    }
+
     fn role(&self) -> (Role, &'static str) {
         (Role::Admin, "OPTIMIZE")
     }

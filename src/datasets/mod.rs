@@ -4,8 +4,9 @@
 //! query at the pinned versions (never reading the materialised copy) and compares hashes, then
 //! hashes the copy too, if it is still there, to show it was not tampered with.
 //!
-//! Owns: the dataset lifecycle and its hash (`hash.rs`). Must not: speak the wire protocol; it
-//! plans through the session like any statement, so time travel and permissions stay in one place.
+//! Owns: the dataset lifecycle and its hash (`hash.rs`). Must not: speak the wire protocol or
+//! know sessions; it plans through `sql::Planner` like any statement, so time travel and
+//! permissions stay in one place.
 
 pub mod hash;
 
@@ -23,7 +24,7 @@ use crate::catalog::versions::PinnedVersions;
 use crate::catalog::{HindsightTable, OneShotStream, TableName, metadata};
 use crate::error::{Error, Result};
 use crate::features::historical;
-use crate::session::{Output, Session, batch_output};
+use crate::sql::Planner;
 use crate::sql::{parse_query, time_travel};
 use hash::ContentHasher;
 
@@ -57,10 +58,10 @@ fn dataset_name(name: &ObjectName) -> Result<TableName> {
 
 /// Runs a dataset's query (as `parse_query` parsed its stored text) at its pinned versions: the
 /// rows, in Delta's column types.
-async fn run_pinned(session: &Session, mut q: Box<Query>, default_schema: &str, pinned: &PinnedVersions) -> Result<SendableRecordBatchStream> {
+async fn run_pinned(session: &dyn Planner, mut q: Box<Query>, default_schema: &str, pinned: &PinnedVersions) -> Result<SendableRecordBatchStream> {
     time_travel::pin(&mut q, pinned, default_schema)?;
     let plan = session.plan_query(Statement::Query(q)).await?;
-    let plan = crate::session::delta_projection(plan)?;
+    let plan = crate::catalog::delta_projection(plan)?;
     Ok(session.context().execute_logical_plan(plan).await?.execute_stream().await?)
 }
 
@@ -74,7 +75,8 @@ fn hashing(stream: SendableRecordBatchStream, hasher: Arc<Mutex<ContentHasher>>)
     Box::pin(RecordBatchStreamAdapter::new(schema, hashed))
 }
 
-pub async fn create(session: &Session, name: &ObjectName, query: &str) -> Result<Output> {
+/// `CREATE DATASET`: the rows it wrote.
+pub async fn create(session: &dyn Planner, name: &ObjectName, query: &str) -> Result<u64> {
     let table = dataset_name(name)?;
     // The copy and the registry row are two commits; no other CREATE DATASET of this name in
     // this server runs between them.
@@ -106,7 +108,7 @@ pub async fn create(session: &Session, name: &ObjectName, query: &str) -> Result
     let schema = stream.schema();
     let hasher = Arc::new(Mutex::new(ContentHasher::default()));
     let source = session.context().read_table(Arc::new(OneShotStream::table(hashing(stream, hasher.clone()))?))?;
-    let written = session.create_table_as(&table, source.into_unoptimized_plan(), &[]).await?;
+    let written = session.warehouse().create_table_as(&session.context().state(), &table, source.into_unoptimized_plan(), &[]).await?;
     let hasher = hasher.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if written != hasher.rows() {
         return Err(Error::Internal(format!("dataset {table}: wrote {written} rows but hashed {}", hasher.rows())));
@@ -121,10 +123,10 @@ pub async fn create(session: &Session, name: &ObjectName, query: &str) -> Result
         hash: hasher.finish(&schema),
     };
     append(session, &record, &schema).await?;
-    Ok(Output::Affected { verb: "SELECT", rows: record.rows })
+    Ok(record.rows)
 }
 
-pub async fn reproduce(session: &Session, name: &ObjectName) -> Result<Output> {
+pub async fn reproduce(session: &dyn Planner, name: &ObjectName) -> Result<RecordBatch> {
     let table = dataset_name(name)?;
     let record = lookup(session, &table.table)
         .await?
@@ -165,13 +167,13 @@ pub async fn reproduce(session: &Session, name: &ObjectName) -> Result<Output> {
             Arc::new(BooleanArray::from(vec![copy_identical])),
         ],
     )?;
-    batch_output(batch)
+    Ok(batch)
 }
 
 /// The rows and content hash of `datasets.name` as it is now, if it exists, hashed under the
 /// column types the query produces (the copy reads back in Delta's, which the hash's encoding
 /// treats alike) and the copy's own column names.
-async fn copy_hash(session: &Session, table: &TableName, schema: &Schema) -> Result<Option<(u64, String)>> {
+async fn copy_hash(session: &dyn Planner, table: &TableName, schema: &Schema) -> Result<Option<(u64, String)>> {
     let warehouse = session.warehouse();
     if !warehouse.exists(table).await? {
         return Ok(None);
@@ -208,7 +210,7 @@ pub fn reproduce_schema() -> SchemaRef {
 
 /// The dataset's row in `hindsight.datasets`, read through the session (so `hindsight.as_of`
 /// applies: a dataset created after that instant does not exist yet).
-async fn lookup(session: &Session, name: &str) -> Result<Option<Record>> {
+async fn lookup(session: &dyn Planner, name: &str) -> Result<Option<Record>> {
     let Some(b) = session.metadata_row(&metadata::datasets().0, name, None).await? else { return Ok(None) };
     let column = |c: &str, t: &DataType| -> Result<Arc<dyn Array>> {
         let a = b.column_by_name(c).ok_or_else(|| Error::DataCorrupted(format!("hindsight.datasets has no column {c}")))?;
@@ -239,7 +241,7 @@ async fn lookup(session: &Session, name: &str) -> Result<Option<Record>> {
     }))
 }
 
-async fn append(session: &Session, r: &Record, output: &Schema) -> Result<()> {
+async fn append(session: &dyn Planner, r: &Record, output: &Schema) -> Result<()> {
     let (meta, schema) = metadata::datasets();
     let columns: Vec<serde_json::Value> = output
         .fields()
@@ -247,7 +249,7 @@ async fn append(session: &Session, r: &Record, output: &Schema) -> Result<()> {
         .map(|f| {
             serde_json::json!({
                 "name": f.name(),
-                "type": crate::wire::pg_type_name(f.data_type()),
+                "type": crate::catalog::pg_type_name(f.data_type()),
                 "arrow_type": f.data_type().to_string(),
                 "nullable": f.is_nullable(),
             })

@@ -17,7 +17,7 @@ use datafusion::prelude::{col, lit};
 
 use crate::catalog::metadata;
 use crate::error::{Error, Result};
-use crate::session::{Output, Session};
+use crate::sql::Planner;
 use crate::sql::{self, EvaluationSpec};
 
 /// What `SHOW EVALUATIONS` runs: the definitions and each one's latest run.
@@ -139,7 +139,7 @@ pub fn undefined(name: &str) -> Error {
     Error::UndefinedObject(format!("evaluation \"{name}\" does not exist; SHOW EVALUATIONS lists them"))
 }
 
-pub async fn create(session: &Session, spec: EvaluationSpec) -> Result<Output> {
+pub async fn create(session: &dyn Planner, spec: EvaluationSpec) -> Result<()> {
     if load(session, &spec.name).await?.is_some() {
         return Err(Error::DuplicateObject(format!("evaluation \"{}\" already exists", spec.name)));
     }
@@ -185,30 +185,29 @@ pub async fn create(session: &Session, spec: EvaluationSpec) -> Result<Output> {
             )));
         }
     }
-    append(session, &eval).await?;
-    Ok(Output::Command("CREATE EVALUATION".into()))
+    append(session, &eval).await
 }
 
-pub async fn drop(session: &Session, name: &str, if_exists: bool) -> Result<Output> {
+pub async fn drop(session: &dyn Planner, name: &str, if_exists: bool) -> Result<()> {
     if load(session, name).await?.is_none() {
         if if_exists {
-            return Ok(Output::Command("DROP EVALUATION".into()));
+            return Ok(());
         }
         return Err(undefined(name));
     }
     let table = session.warehouse().load_existing(&metadata::evaluations().0).await?;
     table.delete().with_predicate(col("name").eq(lit(name))).await?;
-    Ok(Output::Command("DROP EVALUATION".into()))
+    Ok(())
 }
 
 /// The definition as the session sees `hindsight.evaluations`.
-pub async fn load(session: &Session, name: &str) -> Result<Option<Evaluation>> {
+pub async fn load(session: &dyn Planner, name: &str) -> Result<Option<Evaluation>> {
     let Some(b) = session.metadata_row(&metadata::evaluations().0, name, None).await? else { return Ok(None) };
     Ok(from_batch(&b)?.into_iter().next())
 }
 
 /// Every definition, as the latest version of `hindsight.evaluations` has them.
-pub async fn list(session: &Session) -> Result<Vec<Evaluation>> {
+pub async fn list(session: &dyn Planner) -> Result<Vec<Evaluation>> {
     let batches = session.context().table("hindsight.hindsight.evaluations").await?.collect().await?;
     let mut out = Vec::new();
     for b in batches {
@@ -250,7 +249,7 @@ fn from_batch(b: &RecordBatch) -> Result<Vec<Evaluation>> {
         .collect())
 }
 
-async fn append(session: &Session, e: &Evaluation) -> Result<()> {
+async fn append(session: &dyn Planner, e: &Evaluation) -> Result<()> {
     let (meta, schema) = metadata::evaluations();
     let s = |v: Option<&str>| Arc::new(StringArray::from(vec![v.map(str::to_string)])) as Arc<dyn Array>;
     let batch = RecordBatch::try_new(

@@ -40,13 +40,13 @@ use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility};
 
-use datafusion::sql::sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, Query, Statement};
+use datafusion::sql::sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, Query, SelectItem, Statement};
 
 use super::lists;
 use crate::error::{Error, Result as HResult};
-use crate::session::Session;
-use crate::sql::parse_query;
-use crate::sql::table_functions::{self, literal, quote};
+use crate::sql::Planner;
+use crate::sql::build;
+use crate::sql::table_functions;
 
 pub fn udafs() -> Vec<AggregateUDF> {
     use Stat::*;
@@ -575,7 +575,8 @@ fn usage() -> Error {
 }
 
 /// Expands every `drift(baseline, current [, column, ...])` in a statement into one aggregate
-/// over both sides (each column's `drift_test`), unnested to one row per column:
+/// over both sides (each column's `drift_test`), unnested to one row per column, built as a syntax
+/// tree (`sql::build`) with both sides in place as parsed; as SQL it reads:
 ///
 /// ```sql
 /// SELECT r['column'] AS "column", r['t']['kind'] AS kind, ...
@@ -586,7 +587,7 @@ fn usage() -> Error {
 /// ```
 ///
 /// Both sides are read once, whatever the number of columns.
-pub async fn expand(session: &Session, stmt: &mut Statement) -> HResult<()> {
+pub async fn expand(session: &dyn Planner, stmt: &mut Statement) -> HResult<()> {
     let calls = table_functions::calls(stmt, FUNCTION);
     if calls.is_empty() {
         return Ok(());
@@ -599,7 +600,7 @@ pub async fn expand(session: &Session, stmt: &mut Statement) -> HResult<()> {
     Ok(())
 }
 
-async fn expansion(session: &Session, args: &[FunctionArg]) -> HResult<Box<Query>> {
+async fn expansion(session: &dyn Planner, args: &[FunctionArg]) -> HResult<Box<Query>> {
     let exprs: Vec<&Expr> = args
         .iter()
         .map(|a| match a {
@@ -608,10 +609,10 @@ async fn expansion(session: &Session, args: &[FunctionArg]) -> HResult<Box<Query
         })
         .collect::<HResult<_>>()?;
     let [baseline, current, wanted @ ..] = exprs.as_slice() else { return Err(usage()) };
-    let baseline = table_functions::relation_arg(baseline).ok_or_else(usage)?;
-    let current = table_functions::relation_arg(current).ok_or_else(usage)?;
+    let baseline = build::relation_arg(baseline).ok_or_else(usage)??;
+    let current = build::relation_arg(current).ok_or_else(usage)??;
     let wanted: Vec<&str> = wanted.iter().map(|e| table_functions::string_arg(e).ok_or_else(usage)).collect::<HResult<_>>()?;
-    let (b, c) = (session.query_schema(&baseline).await?, session.query_schema(&current).await?);
+    let (b, c) = (session.query_schema(baseline.clone()).await?, session.query_schema(current.clone()).await?);
     let comparable = |t: &DataType| t.is_numeric() || t.is_temporal() || is_text(t);
     let columns: Vec<String> = if wanted.is_empty() {
         // Dates and timestamps only when asked for: by default they drift by construction.
@@ -641,18 +642,32 @@ async fn expansion(session: &Session, args: &[FunctionArg]) -> HResult<Box<Query
     if columns.is_empty() {
         return Err(Error::UndefinedColumn(format!("{FUNCTION}: the baseline and current share no column to compare")));
     }
-    let list = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
-    let tests = columns.iter().enumerate().map(|(i, c)| format!("drift_test({}, \"__hs_current\") AS \"d{i}\"", quote(c)));
-    let structs = columns.iter().enumerate().map(|(i, c)| format!("named_struct('column', {}, 't', \"d{i}\")", literal(c)));
-    let fields = ["kind", "test", "statistic", "p_value", "threshold", "drifted"].map(|f| format!("r['t']['{f}'] AS {f}"));
-    parse_query(&format!(
-        "SELECT r['column'] AS \"column\", {} FROM (SELECT unnest(make_array({})) AS r FROM (SELECT {} FROM \
-         (SELECT {list}, false AS \"__hs_current\" FROM ({baseline}) AS \"__hs_b\" \
-          UNION ALL SELECT {list}, true FROM ({current}) AS \"__hs_c\") AS \"__hs_u\") AS \"__hs_a\") AS \"__hs_x\"",
-        fields.join(", "),
-        structs.collect::<Vec<_>>().join(", "),
-        tests.collect::<Vec<_>>().join(", "),
-    ))
+    let name = |n: &str| Expr::Identifier(build::ident(n));
+    let side = |q: Box<Query>, alias: &str, current: bool| {
+        let mut projection: Vec<SelectItem> = columns.iter().map(|c| SelectItem::UnnamedExpr(name(c))).collect();
+        projection.push(build::aliased(build::boolean(current), "__hs_current"));
+        build::select(projection, build::from(build::derived(q, alias)))
+    };
+    let both = build::union_all(side(baseline, "__hs_b", false), side(current, "__hs_c", true));
+    let tests = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| build::aliased(build::call("drift_test", vec![name(c), name("__hs_current")]), &format!("d{i}")))
+        .collect();
+    let tested = build::query(build::select(tests, build::from(build::derived(build::query(both), "__hs_u"))));
+    let structs = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| build::call("named_struct", vec![build::string("column"), build::string(c), build::string("t"), name(&format!("d{i}"))]))
+        .collect();
+    let rows = build::aliased(build::call("unnest", vec![build::call("make_array", structs)]), "r");
+    let unnested = build::query(build::select(vec![rows], build::from(build::derived(tested, "__hs_a"))));
+    let field = |of: Expr, f: &str| build::call("get_field", vec![of, build::string(f)]);
+    let mut fields = vec![build::aliased(field(name("r"), "column"), "column")];
+    for f in ["kind", "test", "statistic", "p_value", "threshold", "drifted"] {
+        fields.push(build::aliased(field(field(name("r"), "t"), f), f));
+    }
+    Ok(build::query(build::select(fields, build::from(build::derived(unnested, "__hs_x")))))
 }
 
 #[cfg(test)]

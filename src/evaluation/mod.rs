@@ -5,7 +5,8 @@
 //! class and calibration metrics; `drift`: distribution tests and the `drift(...)` table
 //! function), usable by any DataFusion session; evaluation definitions and schedule arithmetic
 //! (`definition`); running one window and logging it (`run`). Must not: speak the wire
-//! protocol, or decide when to run (the `scheduler` does).
+//! protocol, know sessions (it plans through `sql::Planner`), or decide when to run (the
+//! `scheduler` does).
 
 pub mod classes;
 pub mod definition;

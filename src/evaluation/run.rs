@@ -23,7 +23,7 @@ use super::definition::{self, Evaluation, Window};
 use crate::catalog::metadata;
 use crate::catalog::versions::PinnedVersions;
 use crate::error::{Error, Result};
-use crate::session::{Output, Session, batch_output};
+use crate::sql::Planner;
 use crate::sql::{parse_query, time_travel};
 
 /// Why a run happened.
@@ -142,7 +142,7 @@ fn utc_micros(t: DateTime<Utc>) -> DfExpr {
 
 /// The evaluation's query over `window`, pinned at the latest version of every table it reads,
 /// in Delta's column types: the plan, its schema, and the pins.
-pub async fn plan(session: &Session, eval: &Evaluation, window: Window) -> Result<(LogicalPlan, SchemaRef, PinnedVersions)> {
+pub async fn plan(session: &dyn Planner, eval: &Evaluation, window: Window) -> Result<(LogicalPlan, SchemaRef, PinnedVersions)> {
     let mut q = parse_query(&eval.query)?;
     substitute(&mut q, window)?;
     // Expanded first, so the tables behind feature views and drift's arguments are pinned too.
@@ -155,7 +155,7 @@ pub async fn plan(session: &Session, eval: &Evaluation, window: Window) -> Resul
         pinned.insert(t.to_string(), session.warehouse().latest_version(&t).await?);
     }
     time_travel::pin(&mut q, &pinned, &eval.default_schema)?;
-    let plan = crate::session::delta_projection(session.plan_query(Statement::Query(q)).await?)?;
+    let plan = crate::catalog::delta_projection(session.plan_query(Statement::Query(q)).await?)?;
     let schema = Arc::new(plan.schema().as_arrow().clone());
     Ok((plan, schema, pinned))
 }
@@ -174,7 +174,7 @@ fn new_run_id(eval: &str, window: Window) -> String {
 /// Runs one window and logs the attempt; the record says whether it worked. Only logging
 /// itself failing is an error here.
 pub async fn run_window(
-    session: &Session,
+    session: &dyn Planner,
     eval: &Evaluation,
     window: Window,
     trigger: Trigger,
@@ -213,7 +213,7 @@ pub async fn run_window(
 }
 
 async fn write_window(
-    session: &Session,
+    session: &dyn Planner,
     eval: &Evaluation,
     window: Window,
     run_id: &str,
@@ -253,7 +253,7 @@ async fn write_window(
     Ok(rows as u64)
 }
 
-async fn log(session: &Session, r: &RunRecord) -> Result<()> {
+async fn log(session: &dyn Planner, r: &RunRecord) -> Result<()> {
     let (meta, schema) = metadata::evaluation_runs();
     let s = |v: Option<String>| Arc::new(StringArray::from(vec![v])) as Arc<dyn Array>;
     let ts = |t: Option<DateTime<Utc>>| Arc::new(TimestampMicrosecondArray::from(vec![t.map(|t| t.timestamp_micros())]).with_timezone("UTC")) as Arc<dyn Array>;
@@ -298,7 +298,7 @@ pub fn output_schema() -> SchemaRef {
     ]))
 }
 
-fn output(records: &[RunRecord]) -> Result<Output> {
+fn output(records: &[RunRecord]) -> Result<RecordBatch> {
     let ts = |f: &dyn Fn(&RunRecord) -> DateTime<Utc>| {
         Arc::new(TimestampMicrosecondArray::from_iter_values(records.iter().map(|r| f(r).timestamp_micros())).with_timezone("UTC")) as Arc<dyn Array>
     };
@@ -314,16 +314,16 @@ fn output(records: &[RunRecord]) -> Result<Output> {
             Arc::new(StringArray::from_iter(records.iter().map(|r| r.error.as_ref().map(|e| e.message())))),
         ],
     )?;
-    batch_output(batch)
+    Ok(batch)
 }
 
-async fn load(session: &Session, name: &str) -> Result<Evaluation> {
+async fn load(session: &dyn Planner, name: &str) -> Result<Evaluation> {
     definition::load(session, name).await?.ok_or_else(|| definition::undefined(name))
 }
 
 /// `RUN EVALUATION name [FOR WINDOW start, end]`: the given window, or the one the schedule
 /// last reached. A failed run is logged, then reported as the query's error.
-pub async fn run(session: &Session, name: &str, window: Option<(Expr, Expr)>) -> Result<Output> {
+pub async fn run(session: &dyn Planner, name: &str, window: Option<(Expr, Expr)>) -> Result<RecordBatch> {
     let eval = load(session, name).await?;
     let window = match window {
         Some((start, end)) => {
@@ -347,7 +347,7 @@ const MAX_BACKFILL: usize = 10_000;
 
 /// `BACKFILL EVALUATION name FROM a TO b`: every scheduled window inside [a, b], oldest first.
 /// Failures are logged and reported in their rows; the rest still run.
-pub async fn backfill(session: &Session, name: &str, from: Expr, to: Expr) -> Result<Output> {
+pub async fn backfill(session: &dyn Planner, name: &str, from: Expr, to: Expr) -> Result<RecordBatch> {
     let eval = load(session, name).await?;
     let (from, to) = (session.fold_timestamp(&from).await?, session.fold_timestamp(&to).await?);
     let mut windows = Vec::new();

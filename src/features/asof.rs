@@ -38,13 +38,9 @@ use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 
-use super::asof_exec::{AsofJoinExec, JoinExprs};
+use super::asof_exec::{AsofJoinExec, Direction, JoinExprs};
 
-/// The function that marks an ASOF match condition inside a LEFT JOIN's ON clause.
-pub const MARKER: &str = "__hs_asof_match";
-
-/// The function that marks a CREATED visibility condition (see the module doc).
-pub const CREATED_MARKER: &str = "__hs_asof_created";
+pub use crate::sql::asof::{CREATED_MARKER, MARKER};
 
 /// `__hs_asof_match(cond)` and `__hs_asof_created(cond)`: only markers. `AsofJoinRule` removes
 /// every call; one that survives (outside an ASOF JOIN) fails instead of filtering silently.
@@ -62,36 +58,6 @@ fn marker(name: &str) -> ScalarUDF {
             plan_err!("MATCH_CONDITION is only valid in an ASOF JOIN")
         }),
     )
-}
-
-/// Which right row a left row takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
-pub struct Direction {
-    /// `>=`/`>`: the latest right value at or before the left's; `<=`/`<`: the earliest after.
-    pub backward: bool,
-    /// `>=`/`<=` accept an equal match value.
-    pub inclusive: bool,
-}
-
-impl Direction {
-    fn from_op(op: Operator) -> Option<Self> {
-        Some(match op {
-            Operator::GtEq => Direction { backward: true, inclusive: true },
-            Operator::Gt => Direction { backward: true, inclusive: false },
-            Operator::LtEq => Direction { backward: false, inclusive: true },
-            Operator::Lt => Direction { backward: false, inclusive: false },
-            _ => return None,
-        })
-    }
-
-    pub(crate) fn symbol(&self) -> &'static str {
-        match (self.backward, self.inclusive) {
-            (true, true) => ">=",
-            (true, false) => ">",
-            (false, true) => "<=",
-            (false, false) => "<",
-        }
-    }
 }
 
 /// The logical ASOF JOIN: a LEFT JOIN's schema, one row out per left row.

@@ -39,7 +39,36 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt};
 
-use super::asof::Direction;
+/// Which right row a left row takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
+pub struct Direction {
+    /// `>=`/`>`: the latest right value at or before the left's; `<=`/`<`: the earliest after.
+    pub backward: bool,
+    /// `>=`/`<=` accept an equal match value.
+    pub inclusive: bool,
+}
+
+impl Direction {
+    pub(crate) fn from_op(op: datafusion::logical_expr::Operator) -> Option<Self> {
+        Some(match op {
+            datafusion::logical_expr::Operator::GtEq => Direction { backward: true, inclusive: true },
+            datafusion::logical_expr::Operator::Gt => Direction { backward: true, inclusive: false },
+            datafusion::logical_expr::Operator::LtEq => Direction { backward: false, inclusive: true },
+            datafusion::logical_expr::Operator::Lt => Direction { backward: false, inclusive: false },
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn symbol(&self) -> &'static str {
+        match (self.backward, self.inclusive) {
+            (true, true) => ">=",
+            (true, false) => ">",
+            (false, true) => "<=",
+            (false, false) => "<",
+        }
+    }
+}
+
 
 /// The physical ASOF join; see the module doc.
 #[derive(Debug)]

@@ -1,6 +1,7 @@
 //! `historical_features(spine, 'view.feature' | 'view.*', ... [, timestamp => 'column'])`:
 //! expanded before planning into a derived table of ASOF JOINs, one per feature view, so the
-//! training path is plain SQL over the same operator as `ASOF JOIN`:
+//! training path is plain SQL over the same operator as `ASOF JOIN`. Built as a syntax tree
+//! (`sql::build`), with the spine and each view's source in place as parsed; as SQL it reads:
 //!
 //! ```sql
 //! (SELECT s.*, CASE WHEN v0.ts > s.ts - INTERVAL '<ttl>' THEN v0.f END AS "view__f", ...
@@ -14,19 +15,20 @@
 //! hides rows created after the spine time and breaks event-time ties by latest creation.
 
 use chrono::{DateTime, Utc};
-use datafusion::sql::sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, Query, Statement};
+use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, FunctionArg, FunctionArgExpr, Query, Statement};
 
 use super::views::{self, FeatureView};
 use crate::error::{Error, Result};
-use crate::session::Session;
-use crate::sql::parse_query;
-use crate::sql::table_functions::{self, quote, string_arg};
+use crate::sql::Planner;
+use crate::sql::asof::CREATED_MARKER;
+use crate::sql::build;
+use crate::sql::table_functions::{self, string_arg};
 
 pub const FUNCTION: &str = "historical_features";
 
 /// Expands every `historical_features(...)` in a statement. `views_at` reads the feature view
 /// definitions as of that instant (a dataset being reproduced) instead of the session's view.
-pub async fn expand(session: &Session, stmt: &mut Statement, views_at: Option<DateTime<Utc>>) -> Result<()> {
+pub async fn expand(session: &dyn Planner, stmt: &mut Statement, views_at: Option<DateTime<Utc>>) -> Result<()> {
     // A spine may itself call historical_features; each round expands one level.
     for _ in 0..8 {
         let calls = table_functions::calls(stmt, FUNCTION);
@@ -43,7 +45,7 @@ pub async fn expand(session: &Session, stmt: &mut Statement, views_at: Option<Da
 }
 
 /// Expands the calls of a query (a dataset's).
-pub async fn expand_query(session: &Session, q: &mut Box<Query>, views_at: Option<DateTime<Utc>>) -> Result<()> {
+pub async fn expand_query(session: &dyn Planner, q: &mut Box<Query>, views_at: Option<DateTime<Utc>>) -> Result<()> {
     let mut stmt = Statement::Query(q.clone());
     expand(session, &mut stmt, views_at).await?;
     if let Statement::Query(expanded) = stmt {
@@ -59,14 +61,17 @@ fn usage() -> Error {
     ))
 }
 
-async fn expansion(session: &Session, args: &[FunctionArg], views_at: Option<DateTime<Utc>>) -> Result<Box<Query>> {
+/// The spine's alias in an expansion; views are `__hs_v0`, `__hs_v1`, ...
+const SPINE: &str = "__hs_s";
+
+async fn expansion(session: &dyn Planner, args: &[FunctionArg], views_at: Option<DateTime<Utc>>) -> Result<Box<Query>> {
     let mut spine = None;
     let mut wanted: Vec<(String, String)> = Vec::new();
     let mut spine_ts = "ts".to_string();
     for a in args {
         match a {
             FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) if spine.is_none() => {
-                spine = Some(table_functions::relation_arg(e).ok_or_else(usage)?);
+                spine = Some(build::relation_arg(e).ok_or_else(usage)??);
             }
             FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
                 let s = string_arg(e).ok_or_else(usage)?;
@@ -88,7 +93,8 @@ async fn expansion(session: &Session, args: &[FunctionArg], views_at: Option<Dat
     if wanted.is_empty() {
         return Err(usage());
     }
-    let spine_columns = columns_of(session, &spine).await?;
+    let spine_columns: Vec<String> =
+        session.query_schema(spine.clone()).await?.fields().iter().map(|f| f.name().clone()).collect();
     let spine_has = |c: &str| spine_columns.iter().any(|s| s == c);
     if !spine_has(&spine_ts) {
         return Err(Error::UndefinedColumn(format!(
@@ -99,7 +105,7 @@ async fn expansion(session: &Session, args: &[FunctionArg], views_at: Option<Dat
 
     // One ASOF JOIN per view, in order of first mention; features in the order asked.
     let mut joins: Vec<(FeatureView, Vec<String>)> = Vec::new();
-    let mut select: Vec<String> = vec!["\"__hs_s\".*".into()];
+    let mut select = vec![build::all_of(SPINE)];
     for (view_name, feature) in &wanted {
         let view_name = view_name.to_ascii_lowercase();
         let at = match joins.iter().position(|(v, _)| v.name == view_name) {
@@ -130,40 +136,36 @@ async fn expansion(session: &Session, args: &[FunctionArg], views_at: Option<Dat
                 all.join(", ")
             )));
         };
-        let v = format!("\"__hs_v{at}\"");
+        let v = view_alias(at);
         for f in chosen {
-            let value = format!("{v}.{}", quote(&f));
+            let value = build::column(&v, &f);
+            // Older than the TTL at the spine's time: no value.
             let value = match &view.ttl {
-                Some(ttl) => format!(
-                    "CASE WHEN {v}.{} > \"__hs_s\".{} - INTERVAL '{}' THEN {value} END",
-                    quote(&view.timestamp),
-                    quote(&spine_ts),
-                    ttl.replace('\'', "''")
-                ),
+                Some(ttl) => {
+                    let oldest = build::binary(build::column(SPINE, &spine_ts), BinaryOperator::Minus, build::interval(ttl));
+                    build::case_when(build::binary(build::column(&v, &view.timestamp), BinaryOperator::Gt, oldest), value)
+                }
                 None => value,
             };
-            select.push(format!("{value} AS {}", quote(&format!("{}__{f}", view.name))));
+            select.push(build::aliased(value, &format!("{}__{f}", view.name)));
         }
     }
-    let s_ts = format!("\"__hs_s\".{}", quote(&spine_ts));
-    let mut from = format!("({spine}) AS \"__hs_s\"");
+    let spine_time = build::column(SPINE, &spine_ts);
+    let mut from = build::from(build::derived(spine, SPINE));
     for (i, (view, _)) in joins.iter().enumerate() {
-        let v = format!("\"__hs_v{i}\"");
-        let mut on: Vec<String> = view.entity.iter().map(|k| format!("\"__hs_s\".{} = {v}.{}", quote(k), quote(k))).collect();
+        let v = view_alias(i);
+        let mut on: Vec<Expr> =
+            view.entity.iter().map(|k| build::binary(build::column(SPINE, k), BinaryOperator::Eq, build::column(&v, k))).collect();
         if let Some(c) = &view.created {
-            on.push(format!("{}({s_ts} >= {v}.{})", super::asof::CREATED_MARKER, quote(c)));
+            on.push(build::call(CREATED_MARKER, vec![build::binary(spine_time.clone(), BinaryOperator::GtEq, build::column(&v, c))]));
         }
-        from.push_str(&format!(
-            " ASOF JOIN ({}) AS {v} MATCH_CONDITION ({s_ts} >= {v}.{}) ON {}",
-            view.source_sql()?,
-            quote(&view.timestamp),
-            on.join(" AND ")
-        ));
+        let matching = build::binary(spine_time.clone(), BinaryOperator::GtEq, build::column(&v, &view.timestamp));
+        let on = build::and_all(on).unwrap_or_else(|| build::boolean(true));
+        from.joins.push(build::asof_join(build::derived(view.source_query()?, &v), matching, on));
     }
-    parse_query(&format!("SELECT {} FROM {from}", select.join(", ")))
+    Ok(build::query(build::select(select, from)))
 }
 
-/// The column names of a query's result.
-async fn columns_of(session: &Session, query: &str) -> Result<Vec<String>> {
-    Ok(session.query_schema(query).await?.fields().iter().map(|f| f.name().clone()).collect())
+fn view_alias(i: usize) -> String {
+    format!("__hs_v{i}")
 }

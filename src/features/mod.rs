@@ -4,7 +4,8 @@
 //! Owns: the DataFusion extensions behind ASOF JOIN (`asof`, `asof_exec`: usable by any
 //! DataFusion session), feature view definitions (`views`), the expansion of
 //! `historical_features(...)` into ASOF JOINs (`historical`), and the in-memory latest-value index
-//! behind `online_features(...)` (`online`). Must not: speak the wire protocol.
+//! behind `online_features(...)` (`online`). Must not: speak the wire protocol or know sessions:
+//! what it plans goes through `sql::Planner`.
 
 pub mod asof;
 pub mod asof_exec;

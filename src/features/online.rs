@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{Months, Utc};
@@ -38,22 +38,24 @@ use super::asof_exec::Ties;
 use super::views::{self, FeatureView};
 use crate::catalog::versions::PinnedVersions;
 use crate::catalog::TableName;
-use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::session::Session;
-use crate::sql::{parse_query, time_travel};
+use crate::sql::Planner;
+use crate::sql::time_travel;
 
 pub const FUNCTION: &str = "online_features";
 
 /// How stale an index may get before a lookup starts a refresh.
 const REFRESH_EVERY: Duration = Duration::from_millis(500);
 
+/// Makes a planner for work no client asked for; see `OnlineStore::attach`.
+pub type Background = Box<dyn Fn() -> Result<Arc<dyn Planner>> + Send + Sync>;
+
 /// The in-memory indexes of one engine's feature views.
 #[derive(Default)]
 pub struct OnlineStore {
-    /// Whose sessions build and refresh the indexes (never a client's, whose settings may
-    /// differ). Weak: the engine owns this store.
-    engine: OnceLock<Weak<Engine>>,
+    /// Makes the planner the indexes are built and refreshed in (never a client's session,
+    /// whose settings and limits are its own): the engine's background planner.
+    background: OnceLock<Background>,
     views: Mutex<HashMap<String, Arc<ViewIndex>>>,
 }
 
@@ -73,13 +75,14 @@ struct ViewIndex {
 }
 
 impl OnlineStore {
-    pub fn attach(&self, engine: Weak<Engine>) {
-        let _ = self.engine.set(engine);
+    /// Gives the store its planner source, once, when the engine that owns it is built.
+    pub fn attach(&self, background: Background) {
+        let _ = self.background.set(background);
     }
 
-    fn session(&self) -> Result<Session> {
-        let engine = self.engine.get().and_then(Weak::upgrade);
-        engine.ok_or_else(|| Error::Internal("online store: its engine has shut down".into()))?.admin_session()
+    fn planner(&self) -> Result<Arc<dyn Planner>> {
+        let background = self.background.get().ok_or_else(|| Error::Internal("online store: no engine attached".into()))?;
+        background()
     }
 
     fn view(&self, name: &str) -> Arc<ViewIndex> {
@@ -106,9 +109,9 @@ impl OnlineStore {
         if let Some(s) = built {
             return Ok(s);
         }
-        let session = self.session()?;
-        let view = views::load(&session, name, None).await?.ok_or_else(|| views::undefined(name))?;
-        let s = Arc::new(Snapshot::build(&session, view).await?);
+        let planner = self.planner()?;
+        let view = views::load(&*planner, name, None).await?.ok_or_else(|| views::undefined(name))?;
+        let s = Arc::new(Snapshot::build(&*planner, view).await?);
         *v.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(s.clone());
         *v.checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         Ok(s)
@@ -135,12 +138,12 @@ impl OnlineStore {
     async fn refresh(&self, name: &str, v: &ViewIndex) -> Result<()> {
         let old = v.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(old) = old else { return Ok(()) };
-        let session = self.session()?;
-        let next = match views::load(&session, name, None).await? {
+        let planner = self.planner()?;
+        let next = match views::load(&*planner, name, None).await? {
             // Dropped: forget it, so the next lookup fails as the view does not exist.
             None => Some(None),
-            Some(view) if !same_definition(&view, &old.view) => Some(Some(Arc::new(Snapshot::build(&session, view).await?))),
-            Some(_) => old.refreshed(&session).await?.map(|s| Some(Arc::new(s))),
+            Some(view) if !same_definition(&view, &old.view) => Some(Some(Arc::new(Snapshot::build(&*planner, view).await?))),
+            Some(_) => old.refreshed(&*planner).await?.map(|s| Some(Arc::new(s))),
         };
         if let Some(next) = next {
             let _building = v.build.lock().await;
@@ -186,8 +189,8 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    async fn build(session: &Session, view: FeatureView) -> Result<Self> {
-        let mut q = parse_query(&view.source_sql()?)?;
+    async fn build(session: &dyn Planner, view: FeatureView) -> Result<Self> {
+        let mut q = view.source_query()?;
         let mut versions = PinnedVersions::new();
         for t in time_travel::unversioned_tables(&q, &view.default_schema)? {
             versions.insert(t.to_string(), session.warehouse().latest_version(&t).await?);
@@ -239,7 +242,7 @@ impl Snapshot {
     }
 
     /// A newer snapshot if any source table moved on; `None` if nothing changed.
-    async fn refreshed(&self, session: &Session) -> Result<Option<Snapshot>> {
+    async fn refreshed(&self, session: &dyn Planner) -> Result<Option<Snapshot>> {
         let mut latest = PinnedVersions::new();
         for t in self.versions.keys() {
             latest.insert(t.clone(), session.warehouse().latest_version(&TableName::from_qualified(t, crate::catalog::DEFAULT_SCHEMA)).await?);
@@ -474,7 +477,7 @@ fn key_columns(args: Vec<ScalarValue>, keys: usize) -> Result<Vec<Vec<ScalarValu
         .collect()
 }
 
-fn check_latest(session: &Session) -> Result<()> {
+fn check_latest(session: &dyn Planner) -> Result<()> {
     if session.as_of().is_some() {
         return Err(Error::FeatureNotSupported(format!(
             "{FUNCTION} serves the latest values; while hindsight.as_of is set, use historical_features"
@@ -558,18 +561,23 @@ fn split_args(args: &[ast::FunctionArg]) -> Result<(String, Vec<&ast::Expr>)> {
 }
 
 /// Answers `SELECT * FROM online_features(...)` from the index.
-pub async fn lookup(session: &Session, args: &[ast::FunctionArg], params: Option<&[ScalarValue]>) -> Result<RecordBatch> {
+pub async fn lookup(
+    session: &dyn Planner,
+    store: &Arc<OnlineStore>,
+    args: &[ast::FunctionArg],
+    params: Option<&[ScalarValue]>,
+) -> Result<RecordBatch> {
     check_latest(session)?;
     let (view, keys) = split_args(args)?;
-    let index = session.engine().online().index(&view).await?;
+    let index = store.index(&view).await?;
     let values = keys.iter().map(|e| ast_value(e, params)).collect::<Result<Vec<_>>>()?;
     index.lookup(&key_columns(values, index.keys.len())?)
 }
 
 /// The result schema and parameter types of `SELECT * FROM online_features(...)`.
-pub async fn describe(session: &Session, args: &[ast::FunctionArg]) -> Result<(SchemaRef, Vec<Option<DataType>>)> {
+pub async fn describe(store: &Arc<OnlineStore>, args: &[ast::FunctionArg]) -> Result<(SchemaRef, Vec<Option<DataType>>)> {
     let (view, keys) = split_args(args)?;
-    let index = session.engine().online().index(&view).await?;
+    let index = store.index(&view).await?;
     let key_types = index.key_types();
     let mut params: Vec<Option<DataType>> = Vec::new();
     for (i, e) in keys.iter().enumerate() {
@@ -596,7 +604,7 @@ pub async fn describe(session: &Session, args: &[ast::FunctionArg]) -> Result<(S
 
 /// Builds the indexes a statement's online_features calls need, so planning (which cannot
 /// wait) finds them.
-pub async fn prepare(session: &Session, stmt: &ast::Statement) -> Result<()> {
+pub async fn prepare(session: &dyn Planner, store: &Arc<OnlineStore>, stmt: &ast::Statement) -> Result<()> {
     use std::ops::ControlFlow;
     struct Calls(Vec<Vec<ast::FunctionArg>>);
     impl ast::Visitor for Calls {
@@ -611,7 +619,7 @@ pub async fn prepare(session: &Session, stmt: &ast::Statement) -> Result<()> {
     for args in calls.0 {
         check_latest(session)?;
         let (view, _) = split_args(&args)?;
-        session.engine().online().index(&view).await?;
+        store.index(&view).await?;
     }
     Ok(())
 }

@@ -12,8 +12,9 @@ use datafusion::prelude::{col, lit};
 
 use crate::catalog::metadata;
 use crate::error::{Error, Result};
-use crate::session::{Output, Session};
-use crate::sql::{self, FeatureViewSpec, ViewSource, parse_query, time_travel};
+use crate::sql::Planner;
+use crate::sql::{self, FeatureViewSpec, ViewSource, build, parse_query, time_travel};
+use datafusion::sql::sqlparser::ast::{ObjectName, Query};
 
 /// What `SHOW FEATURE VIEWS` runs.
 pub const SHOW_SQL: &str = "SELECT name, entity, timestamp_column, created_column, ttl, features, source_kind, source, \
@@ -36,13 +37,13 @@ pub struct FeatureView {
 impl FeatureView {
     /// The view's rows as a query whose table names are qualified, so it means the same under
     /// any search_path.
-    pub fn source_sql(&self) -> Result<String> {
+    pub fn source_query(&self) -> Result<Box<Query>> {
         if self.source_kind == "table" {
-            return Ok(format!("SELECT * FROM {}", self.source));
+            return Ok(build::select_all(build::table(build::object_name(&self.source)?, None)));
         }
         let mut q = parse_query(&self.source)?;
         time_travel::qualify(&mut q, &self.default_schema)?;
-        Ok(q.to_string())
+        Ok(q)
     }
 
     /// The columns that are features: all but the keys and the timestamps.
@@ -70,11 +71,11 @@ fn is_time(t: &DataType) -> bool {
 }
 
 /// The schema of a view's rows, by planning its source.
-pub async fn source_schema(session: &Session, view: &FeatureView) -> Result<SchemaRef> {
-    session.query_schema(&view.source_sql()?).await
+pub async fn source_schema(session: &dyn Planner, view: &FeatureView) -> Result<SchemaRef> {
+    session.query_schema(view.source_query()?).await
 }
 
-pub async fn create(session: &Session, spec: FeatureViewSpec) -> Result<Output> {
+pub async fn create(session: &dyn Planner, spec: FeatureViewSpec) -> Result<()> {
     if load(session, &spec.name, None).await?.is_some() {
         return Err(Error::DuplicateObject(format!("feature view \"{}\" already exists", spec.name)));
     }
@@ -85,7 +86,7 @@ pub async fn create(session: &Session, spec: FeatureViewSpec) -> Result<Output> 
             if !session.warehouse().exists(&t).await? {
                 return Err(Error::UndefinedTable(format!("relation \"{t}\" does not exist")));
             }
-            ("table", format!("\"{}\".\"{}\"", t.schema, t.table))
+            ("table", ObjectName::from(vec![build::ident(&t.schema), build::ident(&t.table)]).to_string())
         }
         ViewSource::Query(q) => ("query", q.clone()),
     };
@@ -136,21 +137,20 @@ pub async fn create(session: &Session, spec: FeatureViewSpec) -> Result<Output> 
     if features.is_empty() {
         return Err(Error::Syntax(format!("feature view {} has no feature columns besides its keys and timestamps", view.name)));
     }
-    append(session, &view, &features).await?;
-    Ok(Output::Command("CREATE FEATURE VIEW".into()))
+    append(session, &view, &features).await
 }
 
-pub async fn drop(session: &Session, name: &str, if_exists: bool) -> Result<Output> {
+pub async fn drop(session: &dyn Planner, name: &str, if_exists: bool) -> Result<()> {
     if load(session, name, None).await?.is_none() {
         if if_exists {
-            return Ok(Output::Command("DROP FEATURE VIEW".into()));
+            return Ok(());
         }
         return Err(undefined(name));
     }
     let (meta, _) = metadata::feature_views();
     let table = session.warehouse().load_existing(&meta).await?;
     table.delete().with_predicate(col("name").eq(lit(name))).await?;
-    Ok(Output::Command("DROP FEATURE VIEW".into()))
+    Ok(())
 }
 
 pub fn undefined(name: &str) -> Error {
@@ -159,7 +159,7 @@ pub fn undefined(name: &str) -> Error {
 
 /// The view's definition as the session sees `hindsight.feature_views` (so `hindsight.as_of`
 /// applies), or as of `at` if given.
-pub async fn load(session: &Session, name: &str, at: Option<DateTime<Utc>>) -> Result<Option<FeatureView>> {
+pub async fn load(session: &dyn Planner, name: &str, at: Option<DateTime<Utc>>) -> Result<Option<FeatureView>> {
     let Some(b) = session.metadata_row(&metadata::feature_views().0, name, at).await? else { return Ok(None) };
     let text = |c: &str| -> Result<Option<String>> {
         let a = b.column_by_name(c).ok_or_else(|| Error::DataCorrupted(format!("hindsight.feature_views has no column {c}")))?;
@@ -182,7 +182,7 @@ pub async fn load(session: &Session, name: &str, at: Option<DateTime<Utc>>) -> R
     }))
 }
 
-async fn append(session: &Session, v: &FeatureView, features: &[String]) -> Result<()> {
+async fn append(session: &dyn Planner, v: &FeatureView, features: &[String]) -> Result<()> {
     let (meta, schema) = metadata::feature_views();
     let s = |v: Option<&str>| Arc::new(StringArray::from(vec![v.map(str::to_string)])) as Arc<dyn Array>;
     let json = |v: &[String]| serde_json::to_string(v).unwrap_or_default();

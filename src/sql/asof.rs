@@ -11,7 +11,12 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::error::{Error, Result};
-use crate::features::asof::MARKER;
+
+/// The function that marks an ASOF match condition inside a LEFT JOIN's ON clause.
+pub const MARKER: &str = "__hs_asof_match";
+
+/// The function that marks a CREATED visibility condition (`features::asof`'s module doc).
+pub const CREATED_MARKER: &str = "__hs_asof_created";
 
 /// Rewrites every ASOF JOIN of a statement.
 pub fn rewrite(stmt: &mut Statement) -> Result<()> {

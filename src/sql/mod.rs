@@ -2,14 +2,17 @@
 //!
 //! Owns: parsing (PostgreSQL dialect, with datafusion-pg-catalog's rewrites so psql's and BI
 //! tools' catalog queries plan, plus our statements), names, time travel and the other AST
-//! rewrites. Which statement runs how is `commands`'; DDL and DML are intercepted on the
+//! rewrites, building syntax trees (`build`), and the `Planner` trait through which the domain
+//! modules plan. Which statement runs how is `commands`'; DDL and DML are intercepted on the
 //! logical plan by `session`.
 //! Must not: execute anything or touch storage.
 
 pub mod asof;
+pub mod build;
 pub mod names;
 pub mod parser;
 pub mod pg_catalog;
+mod planner;
 pub mod semantics;
 pub mod settings;
 pub mod subqueries;
@@ -17,12 +20,13 @@ pub mod table_functions;
 pub mod time_travel;
 
 use datafusion::sql::sqlparser::ast::{
-    self, Ident, ObjectName, ObjectNamePart,
+    Ident, ObjectName, ObjectNamePart,
 };
 
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
 
+pub use planner::Planner;
 pub use parser::{EvaluationSpec, FeatureViewSpec, RestoreTo, Statement, ViewSource, parse, parse_query};
 
 /// Parses text that must be exactly one statement (the extended protocol's Parse message).
@@ -87,39 +91,6 @@ pub fn table_name(name: &ObjectName, default_schema: &str) -> Result<TableName> 
         [s, t] => Ok(TableName::new(s, t)),
         [_catalog, s, t] => Ok(TableName::new(s, t)),
         _ => Err(Error::Syntax(format!("improper relation name: {name}"))),
-    }
-}
-
-/// A statement's kind, as metrics count it: a few fixed words, never user text.
-pub fn kind(stmt: &Statement) -> &'static str {
-    use ast::Statement as S;
-    match stmt {
-        Statement::Sql(s) => match s.as_ref() {
-            q @ S::Query(_) if crate::features::online::direct_call(q).is_some() => "online",
-            S::Query(_) => "select",
-            S::Insert(_) => "insert",
-            S::Update(_) => "update",
-            S::Delete(_) => "delete",
-            S::Merge(_) => "merge",
-            S::Copy { to: false, .. } => "copy_in",
-            S::Copy { to: true, .. } => "copy_out",
-            S::Explain { .. } => "explain",
-            S::CreateTable(_) | S::Drop { .. } | S::CreateView { .. } | S::AlterTable { .. } | S::Truncate { .. } => "ddl",
-            S::Set(_) | S::Reset(_) | S::ShowVariable { .. } => "setting",
-            S::StartTransaction { .. } | S::Commit { .. } | S::Rollback { .. } => "transaction",
-            _ => "other",
-        },
-        Statement::CreateDataset { .. } | Statement::ReproduceDataset { .. } => "dataset",
-        Statement::DescribeHistory { .. } => "history",
-        Statement::Vacuum { .. } => "vacuum",
-        Statement::Optimize { .. } => "optimize",
-        Statement::Restore { .. } => "restore",
-        Statement::CreateFeatureView(_) | Statement::DropFeatureView { .. } | Statement::ShowFeatureViews => "feature_view",
-        Statement::CreateEvaluation(_)
-        | Statement::DropEvaluation { .. }
-        | Statement::ShowEvaluations
-        | Statement::RunEvaluation { .. }
-        | Statement::BackfillEvaluation { .. } => "evaluation",
     }
 }
 

@@ -1,7 +1,8 @@
 //! Table functions that hindsight expands into SQL before planning (`historical_features`,
 //! `drift`): finding their calls in a statement, reading their arguments, and putting the
-//! expanded query in each call's place. An expansion is plain SQL, so it plans, pins versions
-//! and time-travels like anything a user could have written.
+//! expanded query in each call's place. An expansion is a syntax tree of plain SQL
+//! (`sql::build`), so it plans, pins versions and time-travels like anything a user could have
+//! written.
 
 use std::ops::ControlFlow;
 
@@ -10,7 +11,6 @@ use datafusion::sql::sqlparser::ast::{
     VisitMut, Visitor, VisitorMut,
 };
 
-use super::parse_query;
 
 /// The arguments of `FROM name(...)` when the table factor calls the function `name`.
 pub fn args<'a>(f: &'a TableFactor, name: &str) -> Option<&'a Vec<FunctionArg>> {
@@ -67,30 +67,10 @@ pub fn replace(stmt: &mut Statement, name: &str, derived: Vec<Box<Query>>) {
     let _ = stmt.visit(&mut Replace(name, derived.into_iter()));
 }
 
-/// A double-quoted identifier.
-pub fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A single-quoted SQL string literal.
-pub fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 /// The text of a single-quoted string argument.
 pub fn string_arg(e: &Expr) -> Option<&str> {
     match e {
         Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(s), .. }) => Some(s),
-        _ => None,
-    }
-}
-
-/// A relation argument as a query: a quoted query, or a table named bare or quoted.
-pub fn relation_arg(e: &Expr) -> Option<String> {
-    match (e, string_arg(e)) {
-        (_, Some(s)) if parse_query(s).is_ok() => Some(s.to_string()),
-        (_, Some(s)) => Some(format!("SELECT * FROM {s}")),
-        (Expr::Identifier(_) | Expr::CompoundIdentifier(_), _) => Some(format!("SELECT * FROM {e}")),
         _ => None,
     }
 }

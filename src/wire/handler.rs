@@ -24,20 +24,20 @@ use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::{NoData, ParameterDescription, RowDescription};
 use pgwire::messages::extendedquery::{Bind, BindComplete, Describe, Execute, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::response::EmptyQueryResponse;
-use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::sync::Mutex;
 
 use super::encode::{BatchEncoder, CopyTextWriter, describe, field_infos, pg_type};
-use super::cancel::{CancelRequests, Registration};
+use super::cancel::CancelRequests;
 use super::interrupt::{Interrupt, Peer};
 use super::params;
-use super::startup::Shared;
+use super::startup::{Registered, Shared};
 use crate::copy::{CopyFormat, CopyOptions, CopyUpload};
 use crate::error::Error;
 use crate::metrics::METRICS;
 use crate::commands::Run;
 use crate::session::{Description, Output, Session};
-use crate::sql::{Statement, TransactionKind};
+use crate::sql::TransactionKind;
 
 /// Per-connection state: the session, what the server's connections share, and the COPY upload
 /// in flight, if any.
@@ -47,7 +47,7 @@ pub struct Connection {
     parser: Arc<Parser>,
     upload: Mutex<Option<CopyUpload>>,
     /// This connection's cancel requests, once it is registered (after authentication).
-    cancel: std::sync::Mutex<Option<(tokio::sync::watch::Receiver<u64>, Registration)>>,
+    cancel: std::sync::Mutex<Option<Registered>>,
     /// The client's socket, watched while a statement runs (see `Interrupt`).
     peer: Option<Peer>,
 }
@@ -59,15 +59,7 @@ impl Connection {
         Arc::new(Self { parser, session, shared, upload: Mutex::new(None), cancel: std::sync::Mutex::new(None), peer })
     }
 
-    pub(super) fn session(&self) -> &Session {
-        &self.session
-    }
-
-    pub(super) fn shared(&self) -> &Shared {
-        &self.shared
-    }
-
-    pub(super) fn set_cancel(&self, registered: (tokio::sync::watch::Receiver<u64>, Registration)) {
+    fn set_cancel(&self, registered: Registered) {
         *self.cancel.lock().unwrap_or_else(|p| p.into_inner()) = Some(registered);
     }
 
@@ -320,8 +312,16 @@ impl SimpleQueryHandler for Connection {
         let interrupt = self.interrupt();
         let mut responses = Vec::with_capacity(statements.len());
         for stmt in statements {
-            let timer = QueryTimer::start(crate::sql::kind(&stmt));
-            match interrupt.guard(self.session.execute(stmt, None)).await {
+            let command = match crate::commands::classify(stmt) {
+                Ok(command) => command,
+                Err(e) => {
+                    QueryTimer::start("other").failed(&e);
+                    responses.push(Response::Error(Box::new(error_info(&e))));
+                    break;
+                }
+            };
+            let timer = QueryTimer::start(command.kind());
+            match interrupt.guard(crate::commands::run(&self.session, command.as_ref(), None)).await {
                 Ok(output) => {
                     let is_copy_in = matches!(output, Output::CopyIn(_));
                     responses.push(self.respond(output, None, &interrupt, timer).await?);
@@ -344,7 +344,6 @@ impl SimpleQueryHandler for Connection {
 /// A statement prepared by the extended protocol: parsed once, described once.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    stmt: Statement,
     description: Description,
     /// What each Execute runs, classified once (`SELECT * FROM online_features(...)` goes
     /// straight to the index), with the same checks as any statement.
@@ -367,9 +366,9 @@ impl QueryParser for Parser {
     {
         check_size(sql.len(), self.max_bytes, "the query").map_err(pg_error)?;
         let Some(stmt) = crate::sql::parse_one(sql).map_err(pg_error)? else { return Ok(None) };
-        let command: Arc<dyn Run> = Arc::from(crate::commands::classify(stmt.clone()).map_err(pg_error)?);
+        let command: Arc<dyn Run> = Arc::from(crate::commands::classify(stmt).map_err(pg_error)?);
         let description = crate::error::catch_panic(command.describe(&self.session)).await.map_err(pg_error)?;
-        Ok(Some(Prepared { stmt, description, command }))
+        Ok(Some(Prepared { description, command }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -555,11 +554,11 @@ impl ExtendedQueryHandler for Connection {
                 .map_err(pg_error)?;
             values.push(v);
         }
-        let timer = QueryTimer::start(crate::sql::kind(&prepared.stmt));
+        let timer = QueryTimer::start(prepared.command.kind());
         let interrupt = self.interrupt();
         let work = async move {
             let params = if values.is_empty() { None } else { Some(values) };
-            self.session.run(prepared.command.as_ref(), params).await
+            crate::commands::run(&self.session, prepared.command.as_ref(), params).await
         };
         match interrupt.guard(work).await {
             Ok(output) => self.respond(output, Some(&portal.result_column_format), &interrupt, timer).await,
@@ -631,6 +630,21 @@ impl Handlers {
     pub fn new(connection: Arc<Connection>) -> Self {
         let cancel = Arc::new(CancelRequests(connection.shared.cancels.clone()));
         Self { connection, cancel }
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Connection {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Some(registered) = self.shared.startup(client, message, &self.session).await? {
+            self.set_cancel(registered);
+        }
+        Ok(())
     }
 }
 

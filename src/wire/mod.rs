@@ -3,7 +3,8 @@
 //!
 //! Owns: protocol state per connection, Postgres types (`encode.rs` out, `params.rs` in), and
 //! turning our errors into ErrorResponses with their SQLSTATE.
-//! Must not: plan queries or open tables; it hands parsed statements to a `Session`.
+//! Must not: plan queries or open tables; it hands parsed statements to `commands`, which run
+//! them against the connection's `Session`.
 
 mod cancel;
 mod encode;

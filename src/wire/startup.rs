@@ -23,13 +23,13 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::{Authentication, PasswordMessageFamily};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use super::cancel::Cancels;
-use super::handler::Connection;
+use super::cancel::{Cancels, Registration};
 use crate::config::Limits;
 use crate::error::Result;
 use crate::metrics::METRICS;
 use crate::security::scram::ScramSource;
 use crate::security::{Role, Users};
+use crate::session::Session;
 use crate::sql::settings::PG_VERSION;
 
 /// What every connection of one server shares: how to authenticate, limits, and the registry
@@ -124,15 +124,19 @@ impl ServerParameterProvider for Params {
     }
 }
 
-#[async_trait]
-impl StartupHandler for Connection {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+/// What a connection's cancel requests arrive on, once it is registered.
+pub type Registered = (tokio::sync::watch::Receiver<u64>, Registration);
+
+impl Shared {
+    /// One startup message of a connection whose session is `session`: `Some` once the client
+    /// has proved who it is, its role is bound to the session and it is registered for cancel
+    /// requests.
+    pub async fn startup<C>(&self, client: &mut C, message: PgWireFrontendMessage, session: &Session) -> PgWireResult<Option<Registered>>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let shared = self.shared();
         if !well_formed(&message) {
             METRICS.auth_failures.inc();
             return Err(protocol_violation("invalid SASL message: malformed SASLInitialResponse"));
@@ -141,7 +145,7 @@ impl StartupHandler for Connection {
             PgWireFrontendMessage::Startup(ref startup) => {
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
-                if shared.require_tls && !client.is_secure() {
+                if self.require_tls && !client.is_secure() {
                     METRICS.auth_failures.inc();
                     let user = client.metadata().get("user").cloned().unwrap_or_default();
                     return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
@@ -155,13 +159,13 @@ impl StartupHandler for Connection {
                     ))));
                 }
                 if let Some(app) = client.metadata().get("application_name") {
-                    self.session().settings().set("application_name", app.clone());
+                    session.settings().set("application_name", app.clone());
                 }
-                match &shared.sasl {
+                match &self.sasl {
                     None => Ok(AuthOutcome::Authenticated { identity: None, final_message: None }),
                     Some(sasl) => {
                         let offered = if client.is_secure() { &sasl.tls } else { &sasl.plain };
-                        shared.driver.begin_authentication(client, offered.create()).await
+                        self.driver.begin_authentication(client, offered.create()).await
                     }
                 }
             }
@@ -169,16 +173,16 @@ impl StartupHandler for Connection {
                 // A panic in the exchange is a malformed message (pgwire decodes some fields
                 // unchecked); it ends this connection's startup, nothing else.
                 use futures::FutureExt;
-                match std::panic::AssertUnwindSafe(shared.driver.advance_authentication(client, message)).catch_unwind().await {
+                match std::panic::AssertUnwindSafe(self.driver.advance_authentication(client, message)).catch_unwind().await {
                     Ok(outcome) => outcome,
                     Err(_) => Err(protocol_violation("invalid SASL message")),
                 }
             }
-            _ => return Ok(()),
+            _ => return Ok(None),
         };
         match outcome {
-            Ok(AuthOutcome::InProgress) => Ok(()),
-            Ok(AuthOutcome::Authenticated { final_message, .. }) => self.admit(client, final_message).await,
+            Ok(AuthOutcome::InProgress) => Ok(None),
+            Ok(AuthOutcome::Authenticated { final_message, .. }) => self.admit(client, final_message, session).await.map(Some),
             Err(e) => {
                 METRICS.auth_failures.inc();
                 tracing::info!(user = ?client.metadata().get("user"), peer = %client.socket_addr(), error = %e, "authentication failed");
@@ -186,18 +190,16 @@ impl StartupHandler for Connection {
             }
         }
     }
-}
 
-impl Connection {
     /// The client proved who it is: bind its role to the session and finish the startup.
-    async fn admit<C>(&self, client: &mut C, final_message: Option<Authentication>) -> PgWireResult<()>
+    async fn admit<C>(&self, client: &mut C, final_message: Option<Authentication>, session: &Session) -> PgWireResult<Registered>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let user = client.metadata().get("user").cloned().unwrap_or_default();
-        let Some(role) = self.shared().users.role(&user) else {
+        let Some(role) = self.users.role(&user) else {
             // Unreachable in practice: SCRAM only succeeds for configured users.
             return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                 "FATAL".into(),
@@ -205,11 +207,10 @@ impl Connection {
                 format!("role \"{user}\" does not exist"),
             ))));
         };
-        self.session().set_identity(&user, role);
-        self.shared().driver.complete_authentication(client, final_message).await?;
+        session.set_identity(&user, role);
+        self.driver.complete_authentication(client, final_message).await?;
         let (pid, secret) = client.pid_and_secret_key();
-        self.set_cancel(self.shared().cancels.register(pid, &secret));
-        Ok(())
+        Ok(self.cancels.register(pid, &secret))
     }
 }
 

@@ -60,7 +60,7 @@ async fn the_readme_training_walkthrough_runs_against_the_demo_warehouse() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let wh = hindsight::catalog::Warehouse::open(dir.path().to_str().expect("utf8")).await.expect("open");
-    hindsight::demo::write(&hindsight::engine::Engine::new(wh.clone()).expect("engine")).await.expect("demo");
+    hindsight::demo::write(&hindsight::engine::Engine::new(wh.clone(), hindsight::session::Session::background).expect("engine")).await.expect("demo");
     let server = TestServer::on(dir.path()).await;
     run_script(&server, "training_walkthrough.py", &[]).await;
 }

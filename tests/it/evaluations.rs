@@ -174,7 +174,7 @@ async fn scheduler_catches_up_once_retries_and_follows_commits() {
     let server = TestServer::start().await;
     let c = server.connect().await;
     let options = Options { interval: Duration::from_secs(3600), max_attempts: 3, backoff: Duration::from_secs(60) };
-    let scheduler = || async { Scheduler::new(Engine::new(Warehouse::open(server.warehouse.to_str().unwrap()).await.unwrap()).unwrap(), options.clone()) };
+    let scheduler = || async { Scheduler::new(Engine::new(Warehouse::open(server.warehouse.to_str().unwrap()).await.unwrap(), hindsight::session::Session::background).unwrap(), options.clone()) };
     c.batch_execute(
         "CREATE TABLE events (ts TIMESTAMPTZ, v BIGINT); INSERT INTO events VALUES (now(), 1);
          CREATE EVALUATION minutely SCHEDULE '* * * * *' WINDOW INTERVAL '1 minute' AS

@@ -45,7 +45,7 @@ impl TestServer {
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            configure(Server::new(Engine::new(Arc::clone(&wh)).expect("engine")).with_max_connections(64))
+            configure(Server::new(Engine::new(Arc::clone(&wh), hindsight::session::Session::background).expect("engine")).with_max_connections(64))
                 .run(listener, async {
                     let _ = stopped.await;
                 })

@@ -14,6 +14,7 @@ mod errors;
 mod evaluations;
 mod features;
 mod history;
+mod layout;
 mod hostile;
 mod limits;
 mod metrics;
