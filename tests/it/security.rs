@@ -93,6 +93,12 @@ async fn roles_are_judged_on_the_plan_and_refusals_change_nothing() {
     // The extended protocol: parsing is allowed, executing is judged.
     let insert = bob.prepare("INSERT INTO t VALUES ($1, $2)").await.unwrap();
     assert_eq!(sqlstate(bob.execute(&insert, &[&5i64, &"p"]).await), "42501");
+    // Statements of our own take the same path (`commands::run`) when prepared.
+    for refused in ["OPTIMIZE t", "RESTORE TABLE t TO VERSION AS OF 0", "VACUUM t"] {
+        let prepared = bob.prepare(refused).await.unwrap();
+        assert_eq!(sqlstate(bob.execute(&prepared, &[]).await), "42501", "reader ran prepared {refused}");
+    }
+    assert!(bob.query("SELECT count(*) FROM history('t')", &[]).await.is_ok(), "a reader reads history()");
     let copy = bob.copy_in::<_, bytes::Bytes>("COPY t FROM STDIN").await;
     assert_eq!(sqlstate(copy.map(|_| ())), "42501");
 
