@@ -384,9 +384,14 @@ impl Session {
                     WriteOp::Update => "UPDATE",
                     WriteOp::Delete => "DELETE",
                     WriteOp::MergeInto(_) => "MERGE",
+                    WriteOp::Truncate => "TRUNCATE",
                     _ => return Err(Error::FeatureNotSupported(format!("{} is not supported", dml.op))),
                 };
                 let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+                if verb == "TRUNCATE" {
+                    // PostgreSQL's tag has no row count.
+                    return Ok(Output::Command("TRUNCATE TABLE".into()));
+                }
                 Ok(Output::Affected { verb, rows: count_of(&batches) })
             }
             plan => {

@@ -198,6 +198,12 @@ impl TableProvider for HindsightTable {
         self.dml_exec(state, DmlOp::Delete { predicate })
     }
 
+    /// TRUNCATE: one commit that removes every file, without reading them (a Delta delete
+    /// without a predicate); earlier versions stay readable.
+    async fn truncate(&self, state: &dyn Session) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.dml_exec(state, DmlOp::Delete { predicate: vec![] })
+    }
+
     async fn update(
         &self,
         state: &dyn Session,

@@ -77,6 +77,7 @@ async fn roles_are_judged_on_the_plan_and_refusals_change_nothing() {
         "INSERT INTO t VALUES (2, 'y')",
         "UPDATE t SET b = 'z'",
         "DELETE FROM t",
+        "TRUNCATE t",
         "EXPLAIN ANALYZE INSERT INTO t VALUES (3, 'w')",
         "MERGE INTO t USING (SELECT 1 AS a) s ON t.a = s.a WHEN MATCHED THEN DELETE",
         "CREATE TABLE u (a INT)",
