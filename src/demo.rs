@@ -93,7 +93,7 @@ const EVALUATIONS: &[(&str, &str)] = &[
 /// Writes every demo table and feature view that does not exist yet; returns the names of those
 /// written.
 pub async fn write(engine: &std::sync::Arc<Engine>) -> Result<Vec<String>> {
-    let session = Session::admin(&engine)?;
+    let session = Session::admin(engine)?;
     let warehouse = engine.warehouse();
     let mut written = Vec::new();
     for f in FIXTURES {

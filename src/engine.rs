@@ -242,5 +242,6 @@ mod tests {
             assert!(listed.contains(&udaf.name()), "{} is missing from pg_proc", udaf.name());
         }
         assert!(listed.contains(&crate::features::online::FUNCTION));
+        assert!(listed.contains(&crate::catalog::history::FUNCTION));
     }
 }

@@ -387,8 +387,9 @@ impl Session {
                     WriteOp::Truncate => "TRUNCATE",
                     _ => return Err(Error::FeatureNotSupported(format!("{} is not supported", dml.op))),
                 };
+                let truncate = matches!(dml.op, WriteOp::Truncate);
                 let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
-                if verb == "TRUNCATE" {
+                if truncate {
                     // PostgreSQL's tag has no row count.
                     return Ok(Output::Command("TRUNCATE TABLE".into()));
                 }

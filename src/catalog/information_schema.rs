@@ -119,7 +119,7 @@ impl InformationSchema {
                         Arc::new(Int32Array::new_null(n)),
                         Arc::new(Int32Array::from(precision)),
                         Arc::new(Int32Array::from(scale)),
-                        Self::strings(rows.iter().map(|r| crate::catalog::pg_type(&r.5).name().to_string()).collect()),
+                        Self::strings(rows.iter().map(|r| super::pg_type(&r.5).name().to_string()).collect()),
                     ],
                 )?
             }
@@ -156,7 +156,7 @@ fn data_type_name(dt: &DataType) -> String {
         DataType::Decimal128(p, _) if *p <= 28 => "numeric".into(),
         DataType::List(_) | DataType::LargeList(_) => "ARRAY".into(),
         DataType::Dictionary(_, v) => data_type_name(v),
-        other => crate::catalog::pg_type_name(other),
+        other => super::pg_type_name(other),
     }
 }
 

@@ -562,15 +562,16 @@ fn register_object_stores() {
 
 /// Projects a plan's columns to the types Delta stores, keeping their names.
 pub fn delta_projection(input: datafusion::logical_expr::LogicalPlan) -> Result<datafusion::logical_expr::LogicalPlan> {
+    use datafusion::logical_expr::{LogicalPlanBuilder, cast, col};
     let target = delta_compatible_schema(input.schema().as_arrow());
     let exprs = input
         .schema()
         .fields()
         .iter()
         .zip(target.fields())
-        .map(|(f, t)| datafusion::logical_expr::cast(datafusion::logical_expr::col(datafusion::common::Column::new_unqualified(f.name())), t.data_type().clone()).alias(f.name()))
+        .map(|(f, t)| cast(col(datafusion::common::Column::new_unqualified(f.name())), t.data_type().clone()).alias(f.name()))
         .collect::<Vec<_>>();
-    Ok(datafusion::logical_expr::LogicalPlanBuilder::from(input).project(exprs)?.build()?)
+    Ok(LogicalPlanBuilder::from(input).project(exprs)?.build()?)
 }
 
 /// Delta stores fewer types than Arrow: strings are plain UTF-8, timestamps are microseconds,

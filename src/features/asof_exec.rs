@@ -30,6 +30,7 @@ use datafusion::common::runtime::SpawnedTask;
 use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -49,12 +50,12 @@ pub struct Direction {
 }
 
 impl Direction {
-    pub(crate) fn from_op(op: datafusion::logical_expr::Operator) -> Option<Self> {
+    pub(crate) fn from_op(op: Operator) -> Option<Self> {
         Some(match op {
-            datafusion::logical_expr::Operator::GtEq => Direction { backward: true, inclusive: true },
-            datafusion::logical_expr::Operator::Gt => Direction { backward: true, inclusive: false },
-            datafusion::logical_expr::Operator::LtEq => Direction { backward: false, inclusive: true },
-            datafusion::logical_expr::Operator::Lt => Direction { backward: false, inclusive: false },
+            Operator::GtEq => Direction { backward: true, inclusive: true },
+            Operator::Gt => Direction { backward: true, inclusive: false },
+            Operator::LtEq => Direction { backward: false, inclusive: true },
+            Operator::Lt => Direction { backward: false, inclusive: false },
             _ => return None,
         })
     }

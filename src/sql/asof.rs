@@ -6,10 +6,10 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
-    JoinConstraint, JoinOperator, ObjectName, Select, Statement, TableFactor, TableWithJoins, VisitMut, VisitorMut,
+    BinaryOperator, JoinConstraint, JoinOperator, Select, Statement, TableFactor, TableWithJoins, VisitMut, VisitorMut,
 };
 
+use super::build;
 use crate::error::{Error, Result};
 
 /// The function that marks an ASOF match condition inside a LEFT JOIN's ON clause.
@@ -50,22 +50,9 @@ pub fn rewrite(stmt: &mut Statement) -> Result<()> {
 fn rewrite_joins(t: &mut TableWithJoins) -> Result<()> {
     for join in &mut t.joins {
         let JoinOperator::AsOf { match_condition, constraint } = &join.join_operator else { continue };
-        let marker = Expr::Function(Function {
-            name: ObjectName::from(vec![Ident::new(MARKER)]),
-            uses_odbc_syntax: false,
-            parameters: FunctionArguments::None,
-            args: FunctionArguments::List(FunctionArgumentList {
-                duplicate_treatment: None,
-                args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(match_condition.clone()))],
-                clauses: vec![],
-            }),
-            filter: None,
-            null_treatment: None,
-            over: None,
-            within_group: vec![],
-        });
+        let marker = build::call(MARKER, vec![match_condition.clone()]);
         let on = match constraint {
-            JoinConstraint::On(keys) => Expr::BinaryOp { left: Box::new(marker), op: BinaryOperator::And, right: Box::new(keys.clone()) },
+            JoinConstraint::On(keys) => build::binary(marker, BinaryOperator::And, keys.clone()),
             JoinConstraint::None => marker,
             other => {
                 return Err(Error::FeatureNotSupported(format!(

@@ -5,7 +5,7 @@
 
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CaseWhen, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
+    BinaryOperator, CaseWhen, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArgumentList, FunctionArguments,
     GroupByExpr, Ident, Interval, Join, JoinConstraint, JoinOperator, ObjectName, Query, Select, SelectFlavor, SelectItem,
     SelectItemQualifiedWildcardKind, SetExpr, SetOperator, SetQuantifier, TableAlias, TableFactor, TableWithJoins, Value,
     WildcardAdditionalOptions,
@@ -47,6 +47,11 @@ pub fn interval(text: &str) -> Expr {
 
 /// A call of a function by its (unquoted, so case-folded) name.
 pub fn call(name: &str, args: Vec<Expr>) -> Expr {
+    call_with(name, args, vec![])
+}
+
+/// A call with clauses inside its parentheses (an aggregate's `ORDER BY`).
+pub fn call_with(name: &str, args: Vec<Expr>, clauses: Vec<FunctionArgumentClause>) -> Expr {
     Expr::Function(Function {
         name: ObjectName::from(vec![Ident::new(name)]),
         uses_odbc_syntax: false,
@@ -54,7 +59,7 @@ pub fn call(name: &str, args: Vec<Expr>) -> Expr {
         args: FunctionArguments::List(FunctionArgumentList {
             duplicate_treatment: None,
             args: args.into_iter().map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e))).collect(),
-            clauses: vec![],
+            clauses,
         }),
         filter: None,
         null_treatment: None,

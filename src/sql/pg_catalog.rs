@@ -542,20 +542,7 @@ fn wrap_in_first_value(query: &mut ast::Query) -> Option<ast::Expr> {
         return None;
     }
     let inner = std::mem::replace(expr, ast::Expr::value(ast::Value::Null));
-    *expr = ast::Expr::Function(ast::Function {
-        name: ast::ObjectName::from(vec![ast::Ident::new("first_value")]),
-        uses_odbc_syntax: false,
-        parameters: ast::FunctionArguments::None,
-        args: ast::FunctionArguments::List(ast::FunctionArgumentList {
-            duplicate_treatment: None,
-            args: vec![ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(inner))],
-            clauses: vec![],
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    });
+    *expr = super::build::call("first_value", vec![inner]);
     None
 }
 

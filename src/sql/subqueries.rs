@@ -19,9 +19,11 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    self, Expr, FunctionArgumentClause, FunctionArgumentList, FunctionArguments, GroupByExpr, JoinConstraint, JoinOperator,
+    self, Expr, FunctionArgumentClause, GroupByExpr, JoinConstraint, JoinOperator,
     LimitClause, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
 };
+
+use super::build;
 
 /// Rewrites every `ORDER BY ... LIMIT 1` scalar subquery of one expression in `stmt`, every
 /// lookup scalar subquery, and every top-n LATERAL join.
@@ -215,7 +217,7 @@ fn first_value(query: &mut Query) {
     if !order.is_empty() {
         clauses.push(FunctionArgumentClause::OrderBy(order));
     }
-    *expr = call("first_value", value, clauses);
+    *expr = build::call_with("first_value", vec![value], clauses);
     query.limit_clause = None;
 }
 
@@ -235,7 +237,7 @@ fn single_value(query: &mut Query) {
         return;
     }
     let value = std::mem::replace(expr, Expr::value(Value::Null));
-    *expr = call("scalar_subquery_value", call("array_agg", value, vec![]), vec![]);
+    *expr = build::call("scalar_subquery_value", vec![build::call("array_agg", vec![value])]);
 }
 
 /// No DISTINCT, grouping (`GROUP BY ALL` included) or named window: one output row per row
@@ -255,23 +257,6 @@ fn calls_nothing(e: &Expr) -> bool {
         _ => ControlFlow::Continue(()),
     })
     .is_continue()
-}
-
-fn call(name: &str, arg: Expr, clauses: Vec<FunctionArgumentClause>) -> Expr {
-    Expr::Function(ast::Function {
-        name: ast::ObjectName::from(vec![ast::Ident::new(name)]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: vec![ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg))],
-            clauses,
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    })
 }
 
 #[cfg(test)]
