@@ -138,6 +138,22 @@ pub enum Error {
     #[error("{0}")]
     DiskFull(String),
 
+    /// A statement after a failed one in the same transaction block.
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    InFailedTransaction,
+
+    /// A statement that cannot run inside a transaction block.
+    #[error("{0}")]
+    ActiveTransaction(String),
+
+    /// A statement that needs a transaction block, outside one.
+    #[error("{0}")]
+    NoActiveTransaction(String),
+
+    /// ROLLBACK TO or RELEASE a savepoint the block does not have.
+    #[error("{0}")]
+    InvalidSavepoint(String),
+
     /// A bug: a panic inside an operator or in our code, caught before it could end the
     /// connection or the scheduler.
     #[error("internal error: {0}")]
@@ -233,6 +249,10 @@ impl Error {
             Error::InvalidName(_) => "42602",
             Error::DataCorrupted(_) => "XX001",
             Error::DiskFull(_) => "53100",
+            Error::InFailedTransaction => "25P02",
+            Error::ActiveTransaction(_) => "25001",
+            Error::NoActiveTransaction(_) => "25P01",
+            Error::InvalidSavepoint(_) => "3B001",
             Error::CantChangeNow(_) => "55P02",
             Error::Internal(_) => "XX000",
             Error::DataFusion(e) => datafusion_sqlstate(e),

@@ -26,7 +26,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{ObjectName, Statement};
 
 use crate::catalog::versions::{TableAt, show_time};
-use crate::catalog::{self, AsOf, DEFAULT_SCHEMA, HindsightTable, METADATA_SCHEMA, TableName, Warehouse, WarehouseCatalog};
+use crate::catalog::{self, AsOf, Block, DEFAULT_SCHEMA, HindsightTable, METADATA_SCHEMA, TableName, Warehouse, WarehouseCatalog};
 use crate::copy::{CopyDecoder, CopyOptions, CopyUpload, count_of};
 use crate::config::Limits;
 use crate::engine::Engine;
@@ -95,6 +95,8 @@ pub struct Session {
     ctx: SessionContext,
     settings: Arc<Settings>,
     as_of: Arc<AsOf>,
+    /// The open transaction block, if any, and what it staged (`catalog::staging`).
+    block: Arc<Block>,
     role: RwLock<Role>,
     /// The server's `statement_timeout`, which RESET goes back to.
     default_timeout: Option<Duration>,
@@ -138,7 +140,8 @@ impl Session {
             .with_memory_pool(pool.clone());
         let ctx = SessionContext::new_with_state(engine.session_state(runtime.build_arc()?));
         let as_of = Arc::new(AsOf::default());
-        ctx.register_catalog(CATALOG, Arc::new(WarehouseCatalog::new(warehouse.clone(), as_of.clone())));
+        let block = Arc::new(Block::default());
+        ctx.register_catalog(CATALOG, Arc::new(WarehouseCatalog::new(warehouse.clone(), as_of.clone(), block.clone())));
         crate::sql::pg_catalog::install_schema(&ctx, CATALOG)?;
         ctx.register_udtf(catalog::history::FUNCTION, Arc::new(catalog::history::HistoryFunction::new(warehouse.clone(), as_of.clone())));
         let settings = Arc::new(Settings::default());
@@ -152,6 +155,7 @@ impl Session {
             ctx,
             settings,
             as_of,
+            block,
             role: RwLock::new(Role::Admin),
             default_timeout: limits.statement_timeout,
             file_directories: limits.file_directories.clone(),
@@ -184,6 +188,11 @@ impl Session {
 
     pub fn context(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    /// The session's transaction block.
+    pub fn block(&self) -> &Arc<Block> {
+        &self.block
     }
 
     pub fn settings(&self) -> &Settings {
@@ -333,6 +342,14 @@ impl Session {
         if let Some(what) = write_kind(&plan) {
             self.check_writable(&what)?;
         }
+        if let LogicalPlan::Ddl(ddl) = &plan {
+            if self.block.is_open() {
+                return Err(Error::ActiveTransaction(format!(
+                    "{} cannot run inside a transaction block: hindsight stages only INSERT, UPDATE, DELETE, MERGE, TRUNCATE and COPY FROM until COMMIT; run it outside BEGIN ... COMMIT (autocommit)",
+                    ddl.name()
+                )));
+            }
+        }
         // Until the statement's stream exists (its operators take the batch size then).
         let _batches = self.batch_size_for(crate::limits::memory::constant_bytes(&plan));
         match plan {
@@ -419,7 +436,11 @@ impl Session {
     }
 
     async fn provider(&self, name: &TableName) -> Result<HindsightTable> {
-        let table = self.warehouse().load_existing(name).await?;
+        let staged = if self.block.is_open() { self.block.table(name).await? } else { None };
+        let table = match staged {
+            Some(t) => t,
+            None => self.warehouse().load_existing(name).await?,
+        };
         HindsightTable::try_new(self.warehouse(), name.clone(), table).await
     }
 

@@ -9,6 +9,7 @@
 //! version per table. Across statements we keep only the list of table names and each table's
 //! latest snapshot (`snapshots.rs`), which an open brings forward by the commits since.
 
+mod blocks;
 mod commits;
 mod compaction;
 mod corruption;
@@ -22,6 +23,7 @@ mod rewrites;
 mod schema;
 mod sink;
 mod snapshots;
+mod staging;
 mod table;
 pub mod versions;
 
@@ -48,6 +50,7 @@ pub use compaction::{AutoCompact, DEFAULT_AUTO_COMPACT_FILES, OptimizeReport};
 pub use pg_types::{pg_type, pg_type_name};
 pub use schema::{AsOf, WarehouseCatalog, WarehouseSchema};
 pub use sink::OneShotStream;
+pub use staging::Block;
 pub use table::HindsightTable;
 
 /// The schemas every warehouse has. `hindsight` holds our own metadata and is read-only to SQL.
@@ -103,7 +106,7 @@ pub struct Warehouse {
 }
 
 /// A table's place in the warehouse.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TableName {
     pub schema: String,
     pub table: String,
@@ -161,6 +164,7 @@ impl Warehouse {
             )),
         });
         warehouse.ensure_metadata_tables().await?;
+        warehouse.recover_blocks().await?;
         warehouse.refresh().await?;
         Ok(warehouse)
     }

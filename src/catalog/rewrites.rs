@@ -13,7 +13,11 @@
 //!
 //! Each rewrite records the version it read as the commit's `readVersion` (Delta's own field,
 //! see `commits::commit_properties`); commits without one (blind appends, table creation) and
-//! commits that remove nothing are not checked. Each attempt is judged against exactly the
+//! commits that remove nothing are not checked.
+//!
+//! A transaction block's commit (`blocks`) carries the block's id; it is refused in the same way
+//! if a commit after the version it read already carries that id, so that two servers finishing
+//! the same block's record cannot both commit it. Each attempt is judged against exactly the
 //! versions before the one it tries to take, and a commit file is written only if absent, so a
 //! commit that passes can no longer be overtaken.
 
@@ -35,7 +39,8 @@ pub(super) async fn check(store: &dyn LogStore, version: Version, commit: &Commi
         }
     };
     let (removes, read_version) = removes_and_read_version(&bytes);
-    let Some(read) = read_version.filter(|_| !removes.is_empty()) else { return Ok(()) };
+    let block = block_marker(&bytes);
+    let Some(read) = read_version.filter(|_| !removes.is_empty() || block.is_some()) else { return Ok(()) };
     for v in read + 1..version {
         let Some(winner) = store.read_commit_entry(v).await.map_err(|e| TransactionError::LogStoreError {
             msg: format!("reading commit {v} to check a rewrite against it"),
@@ -45,6 +50,12 @@ pub(super) async fn check(store: &dyn LogStore, version: Version, commit: &Commi
             // A version between the two that cannot be read: nothing is known about it.
             return Err(TransactionError::CommitConflict(CommitConflictError::ConcurrentDeleteDelete));
         };
+        if let Some(marker) = &block {
+            if winner.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+                tracing::info!(version, winner = v, "a transaction block's commit is already in the log; refusing it again");
+                return Err(TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction));
+            }
+        }
         let (theirs, _) = removes_and_read_version(&winner);
         if let Some(path) = theirs.iter().find(|p| removes.contains(*p)) {
             tracing::info!(version, winner = v, file = %path, "a rewrite lost its files to an earlier commit; refusing it");
@@ -52,6 +63,15 @@ pub(super) async fn check(store: &dyn LogStore, version: Version, commit: &Commi
         }
     }
     Ok(())
+}
+
+/// `"hindsight.block":"<id>"` as it appears in the commitInfo of a block's commit, if it is one.
+fn block_marker(commit: &[u8]) -> Option<String> {
+    let info = commit.split(|b| *b == b'\n').filter(|l| !l.is_empty()).find_map(|l| {
+        serde_json::from_slice::<serde_json::Value>(l).ok()?.get("commitInfo").cloned()
+    })?;
+    let id = info.get(super::blocks::BLOCK_KEY)?.as_str()?.to_string();
+    Some(format!("\"{}\":\"{id}\"", super::blocks::BLOCK_KEY))
 }
 
 /// The paths a commit removes, and the version it says it read.

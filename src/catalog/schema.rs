@@ -16,7 +16,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 
 use super::information_schema::{self, InformationSchema};
 use super::versions::TableAt;
-use super::{HindsightTable, SCHEMAS, TableName, Warehouse};
+use super::{Block, HindsightTable, SCHEMAS, TableName, Warehouse};
 use crate::error::{Error, to_datafusion};
 
 /// The instant a session reads the whole warehouse at (`SET hindsight.as_of`); `None` reads the
@@ -71,13 +71,14 @@ impl NameCache {
 pub struct WarehouseCatalog {
     warehouse: Arc<Warehouse>,
     as_of: Arc<AsOf>,
+    block: Arc<Block>,
     /// Schemas registered by others (pg_catalog) live beside ours.
     extra: RwLock<HashMap<String, Arc<dyn SchemaProvider>>>,
 }
 
 impl WarehouseCatalog {
-    pub fn new(warehouse: Arc<Warehouse>, as_of: Arc<AsOf>) -> Self {
-        Self { warehouse, as_of, extra: RwLock::new(HashMap::new()) }
+    pub fn new(warehouse: Arc<Warehouse>, as_of: Arc<AsOf>, block: Arc<Block>) -> Self {
+        Self { warehouse, as_of, block, extra: RwLock::new(HashMap::new()) }
     }
 }
 
@@ -99,6 +100,7 @@ impl CatalogProvider for WarehouseCatalog {
                 warehouse: self.warehouse.clone(),
                 schema: name.to_string(),
                 as_of: self.as_of.clone(),
+                block: self.block.clone(),
             }));
         }
         if name == information_schema::NAME {
@@ -125,6 +127,8 @@ pub struct WarehouseSchema {
     warehouse: Arc<Warehouse>,
     schema: String,
     as_of: Arc<AsOf>,
+    /// The session's transaction block: the tables it wrote are read as it staged them.
+    block: Arc<Block>,
 }
 
 #[async_trait]
@@ -140,6 +144,12 @@ impl SchemaProvider for WarehouseSchema {
             (at, _) => at,
         };
         let name = TableName::new(&self.schema, base);
+        if at == TableAt::Latest && self.block.is_open() {
+            if let Some(table) = self.block.table(&name).await.map_err(to_datafusion)? {
+                let provider = HindsightTable::try_new(&self.warehouse, name, table).await.map_err(to_datafusion)?;
+                return Ok(Some(Arc::new(provider.in_block(self.block.clone(), self.warehouse.clone()))));
+            }
+        }
         let table = match self.warehouse.load_at(&name, at).await {
             // Under the session's as_of, a table that did not exist yet is simply not there.
             Err(Error::NoSuchVersion(_)) if explicit == TableAt::Latest => return Ok(None),
@@ -147,7 +157,7 @@ impl SchemaProvider for WarehouseSchema {
         };
         let Some(table) = table else { return Ok(None) };
         let provider = HindsightTable::try_new(&self.warehouse, name, table).await.map_err(to_datafusion)?.at(at);
-        Ok(Some(Arc::new(provider)))
+        Ok(Some(Arc::new(provider.in_block(self.block.clone(), self.warehouse.clone()))))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -100,6 +100,8 @@ pub(super) struct DmlSink {
     state: Arc<SessionState>,
     op: Mutex<Option<DmlOp>>,
     input_schema: SchemaRef,
+    /// Written into a transaction block's staged log: compaction waits for the COMMIT.
+    staged: bool,
 }
 
 impl fmt::Debug for DmlSink {
@@ -116,7 +118,12 @@ impl DmlSink {
         state: Arc<SessionState>,
         op: DmlOp,
     ) -> Self {
-        Self { name, table, compaction, state, op: Mutex::new(Some(op)), input_schema: Arc::new(Schema::empty()) }
+        Self { name, table, compaction, state, op: Mutex::new(Some(op)), input_schema: Arc::new(Schema::empty()), staged: false }
+    }
+
+    pub(super) fn staged(mut self, staged: bool) -> Self {
+        self.staged = staged;
+        self
     }
 
     pub(super) fn with_input_schema(mut self, schema: SchemaRef) -> Self {
@@ -249,7 +256,9 @@ impl DataSink for DmlSink {
             }
         };
         drop(writing);
-        self.compaction.after_write(&self.name, &written);
+        if !self.staged {
+            self.compaction.after_write(&self.name, &written);
+        }
         Ok(rows)
     }
 }

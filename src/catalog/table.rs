@@ -25,7 +25,7 @@ use super::predicates::{hide_long_lists, pushes_nothing, weaken_long_lists};
 use super::sink::{DmlOp, DmlSink};
 use super::versions::TableAt;
 use super::compaction::AutoCompact;
-use super::{METADATA_SCHEMA, TableName, Warehouse};
+use super::{Block, METADATA_SCHEMA, TableName, Warehouse};
 use crate::error::{Error, Result, to_datafusion};
 
 /// One Delta table at one version, as DataFusion sees it.
@@ -38,12 +38,31 @@ pub struct HindsightTable {
     compaction: Arc<AutoCompact>,
     /// How the version was chosen; anything but `Latest` is read-only.
     at: TableAt,
+    /// The session's transaction block: while it is open, writes are staged in it.
+    block: Option<(Arc<Block>, Arc<Warehouse>)>,
 }
 
 impl HindsightTable {
     pub async fn try_new(warehouse: &Warehouse, name: TableName, table: DeltaTable) -> Result<Self> {
         let scan = table.table_provider().await?;
-        Ok(Self { name, table, scan, compaction: warehouse.auto_compact().clone(), at: TableAt::Latest })
+        Ok(Self { name, table, scan, compaction: warehouse.auto_compact().clone(), at: TableAt::Latest, block: None })
+    }
+
+    /// Writes through this provider go into `block` while it is open.
+    pub fn in_block(mut self, block: Arc<Block>, warehouse: Arc<Warehouse>) -> Self {
+        self.block = Some((block, warehouse));
+        self
+    }
+
+    /// The table a write goes to: a staged one inside a transaction block, else the table.
+    async fn target(&self) -> DfResult<(DeltaTable, bool)> {
+        match &self.block {
+            Some((block, warehouse)) if block.is_open() => {
+                let staged = block.stage(warehouse, &self.name, &self.table).await.map_err(to_datafusion)?;
+                Ok((staged, true))
+            }
+            _ => Ok((self.table.clone(), false)),
+        }
     }
 
     /// Marks the provider as reading a chosen past version, which must not be written.
@@ -80,10 +99,11 @@ impl HindsightTable {
         Ok(())
     }
 
-    fn dml_exec(&self, state: &dyn Session, op: DmlOp) -> DfResult<Arc<dyn ExecutionPlan>> {
+    async fn dml_exec(&self, state: &dyn Session, op: DmlOp) -> DfResult<Arc<dyn ExecutionPlan>> {
         self.check_writable()?;
         let state = session_state(state)?;
-        let sink = DmlSink::new(self.name.clone(), self.table.clone(), self.compaction.clone(), state, op);
+        let (table, staged) = self.target().await?;
+        let sink = DmlSink::new(self.name.clone(), table, self.compaction.clone(), state, op).staged(staged);
         let input = Arc::new(EmptyExec::new(Arc::new(Schema::empty())));
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
@@ -184,7 +204,9 @@ impl TableProvider for HindsightTable {
         };
         self.check_writable()?;
         let state_arc = session_state(state)?;
-        let sink = DmlSink::new(self.name.clone(), self.table.clone(), self.compaction.clone(), state_arc, DmlOp::Insert { overwrite })
+        let (table, staged) = self.target().await?;
+        let sink = DmlSink::new(self.name.clone(), table, self.compaction.clone(), state_arc, DmlOp::Insert { overwrite })
+            .staged(staged)
             .with_input_schema(input.schema());
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
@@ -195,13 +217,13 @@ impl TableProvider for HindsightTable {
         filters: Vec<Expr>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let predicate = filters.into_iter().map(|f| hide_long_lists(unqualify(f)?)).collect::<DfResult<Vec<_>>>()?;
-        self.dml_exec(state, DmlOp::Delete { predicate })
+        self.dml_exec(state, DmlOp::Delete { predicate }).await
     }
 
     /// TRUNCATE: one commit that removes every file, without reading them (a Delta delete
     /// without a predicate); earlier versions stay readable.
     async fn truncate(&self, state: &dyn Session) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.dml_exec(state, DmlOp::Delete { predicate: vec![] })
+        self.dml_exec(state, DmlOp::Delete { predicate: vec![] }).await
     }
 
     async fn update(
@@ -217,7 +239,7 @@ impl TableProvider for HindsightTable {
             .filter(|(col, e)| !matches!(e, Expr::Column(c) if &c.name == col))
             .map(|(c, e)| Ok((c, unqualify(e)?)))
             .collect::<DfResult<Vec<_>>>()?;
-        self.dml_exec(state, DmlOp::Update { predicate, assignments })
+        self.dml_exec(state, DmlOp::Update { predicate, assignments }).await
     }
 
     async fn merge_into(
@@ -232,7 +254,9 @@ impl TableProvider for HindsightTable {
         let state_arc = session_state(state)?;
         let target_fields = self.schema().fields().len();
         let op = DmlOp::merge(merge_schema, target_fields, on, clauses)?;
-        let sink = DmlSink::new(self.name.clone(), self.table.clone(), self.compaction.clone(), state_arc, op)
+        let (table, staged) = self.target().await?;
+        let sink = DmlSink::new(self.name.clone(), table, self.compaction.clone(), state_arc, op)
+            .staged(staged)
             .with_input_schema(source.schema());
         Ok(Arc::new(DataSinkExec::new(source, Arc::new(sink), None)))
     }

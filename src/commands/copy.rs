@@ -22,6 +22,11 @@ pub struct CopyFrom {
 
 #[async_trait]
 impl Run for CopyFrom {
+    /// Staged inside a transaction block, like INSERT.
+    fn in_block(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> &'static str {
         "copy_in"
     }
@@ -72,6 +77,11 @@ pub struct CopyFromFile {
 
 #[async_trait]
 impl Run for CopyFromFile {
+    /// Staged inside a transaction block, like INSERT.
+    fn in_block(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> &'static str {
         "copy_in"
     }

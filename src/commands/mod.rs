@@ -17,6 +17,7 @@ mod query;
 mod restore;
 mod settings;
 mod tables;
+mod transactions;
 
 use async_trait::async_trait;
 use datafusion::common::ScalarValue;
@@ -42,6 +43,19 @@ pub trait Run: Send + Sync + std::fmt::Debug {
     /// reads. (A planned statement is also checked on its plan.)
     fn writes(&self) -> Option<&'static str> {
         None
+    }
+
+    /// Whether it may run inside a transaction block. A block stages the writes of INSERT,
+    /// UPDATE, DELETE, MERGE, TRUNCATE and COPY FROM until COMMIT; any other command that writes
+    /// would commit at once and survive a ROLLBACK, so it is refused there (25001).
+    fn in_block(&self) -> bool {
+        self.writes().is_none()
+    }
+
+    /// Whether it runs in a block that a failed statement aborted: only what ends the block or
+    /// goes back to a savepoint does (25P02 for the rest, as PostgreSQL).
+    fn after_failure(&self) -> bool {
+        false
     }
 
     /// Its parameters and result columns, without running it.
@@ -72,10 +86,29 @@ pub async fn execute(session: &Session, stmt: Statement, params: Option<Vec<Scal
 /// Runs a classified statement after the checks it asks for: its role, and no writes while
 /// the session reads the past. Every path comes through here, the wire's fast paths included.
 pub async fn run(session: &Session, command: &dyn Run, params: Option<Vec<ScalarValue>>) -> Result<Output> {
+    let block = session.block();
+    if block.is_failed() && !command.after_failure() {
+        return Err(Error::InFailedTransaction);
+    }
+    let result = checked(session, command, params).await;
+    if result.is_err() {
+        // A failed statement aborts the block it ran in, and whatever it staged with it.
+        block.fail();
+    }
+    result
+}
+
+async fn checked(session: &Session, command: &dyn Run, params: Option<Vec<ScalarValue>>) -> Result<Output> {
     let (needed, what) = command.role();
     session.role().check(needed, what)?;
     if let Some(what) = command.writes() {
         session.check_writable(what)?;
+    }
+    if session.block().is_open() && !command.in_block() {
+        return Err(Error::ActiveTransaction(format!(
+            "{} cannot run inside a transaction block: it would commit at once; run it outside BEGIN ... COMMIT (autocommit)",
+            command.writes().unwrap_or("this statement")
+        )));
     }
     command.run(session, params).await
 }
@@ -121,12 +154,16 @@ fn classify_sql(stmt: ast::Statement) -> Result<Command> {
         return Ok(Box::new(features::OnlineFeatures { args }));
     }
     let command: Command = match stmt {
-        S::StartTransaction { .. } => Box::new(settings::Transaction { kind: TransactionKind::Begin }),
-        S::Commit { .. } => Box::new(settings::Transaction { kind: TransactionKind::Commit }),
-        S::Rollback { savepoint: None, .. } => Box::new(settings::Transaction { kind: TransactionKind::Rollback }),
-        S::Rollback { savepoint: Some(_), .. } => Box::new(settings::Transaction { kind: TransactionKind::RollbackTo }),
-        S::Savepoint { .. } => Box::new(settings::Transaction { kind: TransactionKind::Savepoint }),
-        S::ReleaseSavepoint { .. } => Box::new(settings::Transaction { kind: TransactionKind::Release }),
+        S::StartTransaction { .. } => Box::new(transactions::Transaction { kind: TransactionKind::Begin, savepoint: None }),
+        S::Commit { .. } => Box::new(transactions::Transaction { kind: TransactionKind::Commit, savepoint: None }),
+        S::Rollback { savepoint: None, .. } => Box::new(transactions::Transaction { kind: TransactionKind::Rollback, savepoint: None }),
+        S::Rollback { savepoint: Some(name), .. } => {
+            Box::new(transactions::Transaction { kind: TransactionKind::RollbackTo, savepoint: Some(normalize_ident(&name)) })
+        }
+        S::Savepoint { name } => Box::new(transactions::Transaction { kind: TransactionKind::Savepoint, savepoint: Some(normalize_ident(&name)) }),
+        S::ReleaseSavepoint { name } => {
+            Box::new(transactions::Transaction { kind: TransactionKind::Release, savepoint: Some(normalize_ident(&name)) })
+        }
         S::Set(set) => classify_set(set)?,
         S::Reset(r) => match r.reset {
             Reset::ALL => Box::new(settings::Reset { name: None }),

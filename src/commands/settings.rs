@@ -13,29 +13,6 @@ use crate::catalog;
 use crate::error::{Error, Result};
 use crate::security::Role;
 use crate::session::{Description, Output, Session, batch_output};
-use crate::sql::TransactionKind;
-
-/// BEGIN, COMMIT, ROLLBACK, SAVEPOINT and the like: the wire reports the state they leave.
-#[derive(Debug)]
-pub struct Transaction {
-    pub kind: TransactionKind,
-}
-
-#[async_trait]
-impl Run for Transaction {
-    fn kind(&self) -> &'static str {
-        "transaction"
-    }
-
-    fn role(&self) -> (Role, &'static str) {
-        (Role::Reader, "reading")
-    }
-
-
-    async fn run(&self, _session: &Session, _params: Option<Vec<ScalarValue>>) -> Result<Output> {
-        Ok(Output::Transaction(self.kind))
-    }
-}
 
 #[derive(Debug)]
 pub struct Set {

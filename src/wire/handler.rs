@@ -119,14 +119,28 @@ fn error_info(e: &Error) -> ErrorInfo {
 }
 
 /// Wraps a row stream so that every batch is encoded as DataRows as it arrives.
+/// What ReadyForQuery reports: idle, in a transaction block, or in a failed one.
+fn transaction_status(session: &Session) -> pgwire::messages::response::TransactionStatus {
+    use pgwire::messages::response::TransactionStatus;
+    let block = session.block();
+    match (block.is_open(), block.is_failed()) {
+        (false, _) => TransactionStatus::Idle,
+        (true, false) => TransactionStatus::Transaction,
+        (true, true) => TransactionStatus::Error,
+    }
+}
+
 fn row_stream(
     batches: SendableRecordBatchStream,
     fields: Arc<Vec<FieldInfo>>,
     timer: Arc<QueryTimer>,
+    block: Arc<crate::catalog::Block>,
 ) -> impl futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send {
     batches.flat_map(move |batch| {
         let rows: Vec<PgWireResult<_>> = match batch.map_err(Error::from) {
             Err(e) => {
+                // A query that fails while its rows stream aborts its transaction block too.
+                block.fail();
                 timer.failed(&e);
                 vec![Err(pg_error(e))]
             }
@@ -264,7 +278,7 @@ impl Connection {
             Output::Rows(stream) => {
                 let fields = describe(&stream.schema(), format);
                 let stream = interrupt.guard_stream(stream);
-                Response::Query(QueryResponse::new(fields.clone(), row_stream(stream, fields, timer)))
+                Response::Query(QueryResponse::new(fields.clone(), row_stream(stream, fields, timer, self.session.block().clone())))
             }
             Output::Affected { verb, rows } => {
                 let tag = Tag::new(verb);
@@ -294,6 +308,56 @@ impl Connection {
 
 #[async_trait]
 impl SimpleQueryHandler for Connection {
+    /// pgwire's own, except for the transaction state ReadyForQuery reports: the session's
+    /// block says it (`transaction_status`). pgwire infers it from the responses, which cannot
+    /// tell a ROLLBACK TO that clears a failure, or a COMMIT that failed and ended the block.
+    /// Cancellation is ours (`interrupt`), not pgwire's.
+    async fn on_query<C>(&self, client: &mut C, query: pgwire::messages::simplequery::Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        if query.query.chars().all(|c| c == ';' || c.is_whitespace()) {
+            client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new())).await?;
+        } else {
+            for response in SimpleQueryHandler::do_query(self, client, &query.query).await? {
+                match response {
+                    Response::EmptyQuery => {
+                        client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new())).await?;
+                    }
+                    Response::Query(results) => send_query_response(client, results, true).await?,
+                    Response::Execution(tag) | Response::TransactionStart(tag) | Response::TransactionEnd(tag) => {
+                        send_execution_response(client, tag).await?
+                    }
+                    Response::Error(e) => client.feed(PgWireBackendMessage::ErrorResponse((*e).into())).await?,
+                    Response::CopyIn(r) => {
+                        send_copy_in_response(client, r).await?;
+                        client.set_state(PgWireConnectionState::CopyInProgress(false));
+                    }
+                    Response::CopyOut(r) => send_copy_out_response(client, r).await?,
+                    Response::CopyBoth(r) => {
+                        send_copy_both_response(client, r).await?;
+                        client.set_state(PgWireConnectionState::CopyInProgress(false));
+                    }
+                }
+            }
+        }
+        // During COPY FROM STDIN, ReadyForQuery waits for the data (`on_copy_done`).
+        if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+            client.set_state(PgWireConnectionState::ReadyForQuery);
+            let status = transaction_status(&self.session);
+            client.set_transaction_status(status);
+            client.send(PgWireBackendMessage::ReadyForQuery(pgwire::messages::response::ReadyForQuery::new(status))).await?;
+        }
+        Ok(())
+    }
+
     async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -305,6 +369,7 @@ impl SimpleQueryHandler for Connection {
             Ok(s) => s,
             Err(e) => {
                 QueryTimer::start("other").failed(&e);
+                self.session.block().fail();
                 return Ok(vec![Response::Error(Box::new(error_info(&e)))]);
             }
         };
@@ -316,6 +381,7 @@ impl SimpleQueryHandler for Connection {
                 Ok(command) => command,
                 Err(e) => {
                     QueryTimer::start("other").failed(&e);
+                    self.session.block().fail();
                     responses.push(Response::Error(Box::new(error_info(&e))));
                     break;
                 }
@@ -364,11 +430,21 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        check_size(sql.len(), self.max_bytes, "the query").map_err(pg_error)?;
-        let Some(stmt) = crate::sql::parse_one(sql).map_err(pg_error)? else { return Ok(None) };
-        let command: Arc<dyn Run> = Arc::from(crate::commands::classify(stmt).map_err(pg_error)?);
-        let description = crate::error::catch_panic(command.describe(&self.session)).await.map_err(pg_error)?;
-        Ok(Some(Prepared { description, command }))
+        let parsed = async {
+            check_size(sql.len(), self.max_bytes, "the query")?;
+            let Some(stmt) = crate::sql::parse_one(sql)? else { return Ok(None) };
+            let command: Arc<dyn Run> = Arc::from(crate::commands::classify(stmt)?);
+            if self.session.block().is_failed() && !command.after_failure() {
+                return Err(Error::InFailedTransaction);
+            }
+            let description = crate::error::catch_panic(command.describe(&self.session)).await?;
+            Ok(Some(Prepared { description, command }))
+        };
+        // As in PostgreSQL, a statement that fails to parse aborts the transaction block.
+        parsed.await.map_err(|e| {
+            self.session.block().fail();
+            pg_error(e)
+        })
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -387,6 +463,22 @@ impl ExtendedQueryHandler for Connection {
 
     fn query_parser(&self) -> Arc<Parser> {
         self.parser.clone()
+    }
+
+    /// pgwire's own, with the transaction state from the session's block (see `on_query`).
+    async fn on_sync<C>(&self, client: &mut C, _message: pgwire::messages::extendedquery::Sync) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        client.portal_store().rm_portal(DEFAULT_NAME);
+        let status = transaction_status(&self.session);
+        client.set_transaction_status(status);
+        client.send(PgWireBackendMessage::ReadyForQuery(pgwire::messages::response::ReadyForQuery::new(status))).await?;
+        client.flush().await?;
+        Ok(())
     }
 
     /// pgwire's default, except that BindComplete is queued rather than flushed: it goes out
@@ -490,18 +582,11 @@ impl ExtendedQueryHandler for Connection {
             return self._on_execute(client, message).await;
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
-        let mut status = client.transaction_status();
         let response = ExtendedQueryHandler::do_query(self, client, &portal, 0).await;
         *portal.state().lock().await = PortalExecutionState::Finished;
         let result = match response {
             Ok(Response::Query(results)) => send_query_response(client, results, false).await,
-            Ok(Response::Execution(tag)) => send_execution_response(client, tag).await,
-            Ok(Response::TransactionStart(tag)) => {
-                status = status.to_in_transaction_state();
-                send_execution_response(client, tag).await
-            }
-            Ok(Response::TransactionEnd(tag)) => {
-                status = status.to_idle_state();
+            Ok(Response::Execution(tag) | Response::TransactionStart(tag) | Response::TransactionEnd(tag)) => {
                 send_execution_response(client, tag).await
             }
             Ok(Response::EmptyQuery) => client
@@ -509,7 +594,6 @@ impl ExtendedQueryHandler for Connection {
                 .await
                 .map_err(PgWireError::from),
             Ok(Response::Error(e)) => {
-                status = status.to_error_state();
                 client.send(PgWireBackendMessage::ErrorResponse((*e).into())).await.map_err(PgWireError::from)
             }
             Ok(Response::CopyIn(r)) => {
@@ -525,7 +609,7 @@ impl ExtendedQueryHandler for Connection {
         };
         if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
             client.set_state(PgWireConnectionState::ReadyForQuery);
-            client.set_transaction_status(status);
+            client.set_transaction_status(transaction_status(&self.session));
         }
         result
     }
@@ -551,7 +635,10 @@ impl ExtendedQueryHandler for Connection {
                 .or_else(|| target.as_ref().map(pg_type))
                 .unwrap_or(Type::TEXT);
             let v = params::decode(raw.as_deref(), &declared, portal.parameter_format.is_binary(i), target.as_ref())
-                .map_err(pg_error)?;
+                .map_err(|e| {
+                    self.session.block().fail();
+                    pg_error(e)
+                })?;
             values.push(v);
         }
         let timer = QueryTimer::start(prepared.command.kind());
@@ -594,14 +681,18 @@ impl CopyHandler for Connection {
         let Some(upload) = self.upload.lock().await.take() else {
             return Err(pg_error(Error::FeatureNotSupported("no COPY in progress".into())));
         };
-        let rows = upload.finish().await.map_err(pg_error)?;
+        let rows = upload.finish().await.map_err(|e| {
+            self.session.block().fail();
+            client.set_transaction_status(transaction_status(&self.session));
+            pg_error(e)
+        })?;
         client
             .send(PgWireBackendMessage::CommandComplete(Tag::new("COPY").with_rows(rows as usize).into()))
             .await?;
         Ok(())
     }
 
-    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -610,6 +701,8 @@ impl CopyHandler for Connection {
         if let Some(upload) = self.upload.lock().await.take() {
             upload.abort().await;
         }
+        self.session.block().fail();
+        client.set_transaction_status(transaction_status(&self.session));
         PgWireError::UserError(Box::new(ErrorInfo::new(
             "ERROR".into(),
             "57014".into(),

@@ -25,4 +25,5 @@ mod psql;
 mod reliability;
 mod security;
 mod slt;
+mod transactions;
 mod wire;

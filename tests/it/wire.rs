@@ -145,22 +145,6 @@ async fn types_without_a_postgres_twin_go_out_as_text() {
 }
 
 #[tokio::test]
-async fn transactions_are_accepted_and_each_statement_commits() {
-    let server = TestServer::start().await;
-    let mut c = server.connect().await;
-    c.batch_execute("CREATE TABLE t (id BIGINT)").await.unwrap();
-    let tx = c.transaction().await.unwrap();
-    tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
-    tx.commit().await.unwrap();
-    let tx = c.transaction().await.unwrap();
-    tx.execute("INSERT INTO t VALUES (2)", &[]).await.unwrap();
-    tx.rollback().await.unwrap();
-    // Documented: ROLLBACK does not undo; every statement is its own Delta commit.
-    let n = count(&c, "t").await;
-    assert_eq!(n, 2);
-}
-
-#[tokio::test]
 async fn settings_clients_send_are_kept_per_session() {
     let server = TestServer::start().await;
     let c = server.connect().await;
