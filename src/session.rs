@@ -344,10 +344,7 @@ impl Session {
         }
         if let LogicalPlan::Ddl(ddl) = &plan {
             if self.block.is_open() {
-                return Err(Error::ActiveTransaction(format!(
-                    "{} cannot run inside a transaction block: hindsight stages only INSERT, UPDATE, DELETE, MERGE, TRUNCATE and COPY FROM until COMMIT; run it outside BEGIN ... COMMIT (autocommit)",
-                    ddl.name()
-                )));
+                return self.ddl_in_block(ddl, &partition_by).await;
             }
         }
         // Until the statement's stream exists (its operators take the batch size then).
@@ -416,6 +413,48 @@ impl Session {
                 let df = self.ctx.execute_logical_plan(plan).await?;
                 Ok(Output::Rows(df.execute_stream().await?))
             }
+        }
+    }
+
+    /// CREATE TABLE [AS] and DROP TABLE inside a transaction block: staged like its writes,
+    /// committed with them. Other DDL would take effect at once, and is refused.
+    async fn ddl_in_block(&self, ddl: &DdlStatement, partition_by: &[String]) -> Result<Output> {
+        match ddl {
+            DdlStatement::CreateMemoryTable(create) if !create.or_replace => {
+                let name = self.resolve(&create.name)?;
+                insertable(&name)?;
+                let exists = match self.block.has(&name) {
+                    Some(has) => has,
+                    None => self.warehouse().exists(&name).await?,
+                };
+                if create.if_not_exists && exists {
+                    return Ok(Output::Command("CREATE TABLE".into()));
+                }
+                if matches!(create.input.as_ref(), LogicalPlan::EmptyRelation(_)) {
+                    let schema = create.input.schema().as_arrow().clone();
+                    self.block.create_table(self.warehouse(), &name, &schema, partition_by).await?;
+                    Ok(Output::Command("CREATE TABLE".into()))
+                } else {
+                    let state = self.ctx.state();
+                    let rows = self.block.create_table_as(self.warehouse(), &state, &name, (*create.input).clone(), partition_by).await?;
+                    Ok(Output::Affected { verb: "SELECT", rows })
+                }
+            }
+            DdlStatement::DropTable(drop) => {
+                let name = self.resolve(&drop.name)?;
+                writable_schema(&name)?;
+                if catalog::derived_by(&name.schema).is_some() {
+                    return Err(Error::ActiveTransaction(format!("DROP TABLE {name} cannot run inside a transaction block")));
+                }
+                match self.block.drop_table(self.warehouse(), &name).await {
+                    Err(Error::UndefinedTable(_)) if drop.if_exists => Ok(Output::Command("DROP TABLE".into())),
+                    other => other.map(|()| Output::Command("DROP TABLE".into())),
+                }
+            }
+            other => Err(Error::ActiveTransaction(format!(
+                "{} cannot run inside a transaction block: it would take effect at once; run it outside BEGIN ... COMMIT (autocommit)",
+                other.name()
+            ))),
         }
     }
 

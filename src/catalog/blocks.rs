@@ -4,8 +4,8 @@
 //! that makes a commit to several tables all-or-nothing, and finishing or undoing the records a
 //! killed server left behind. Must not: stage writes, or know about sessions.
 //!
-//! Delta commits one table at a time. A block that wrote one table is one Delta commit, atomic
-//! by itself. A block that wrote several first writes a record, `_hindsight/blocks/<id>.json`
+//! Delta commits one table at a time. A block that wrote (or created, or dropped) one table is
+//! one step, atomic by itself. A block of several steps first writes a record, `_hindsight/blocks/<id>.json`
 //! under the warehouse root, holding each table's actions and the version the block read; then
 //! commits each table in turn, every commit carrying the block's id in its commitInfo
 //! (`hindsight.block`); then deletes the record. Whoever finds a record (this server at its
@@ -19,6 +19,12 @@
 //! found aborting is undone the same way. So a killed server, or a conflict halfway, leaves every
 //! table with the block's changes or none, as of the latest versions; the versions in between are
 //! in each table's history, marked with the block's id.
+//!
+//! Steps run in this order: writes to existing tables and new tables' first commits (by name),
+//! then drops, then tables created in place of ones the block dropped (drop, then the new first
+//! commit). Only the first group can meet a conflict; a drop cannot be undone, so drops come
+//! after everything that can fail. A new table's first commit is written only if absent; the
+//! undoing of one drops it again.
 
 use std::collections::HashMap;
 
@@ -30,7 +36,7 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-use super::staging::StagedLog;
+use super::staging::{Ended, StagedLog};
 use super::versions::TableAt;
 use super::{TableName, Warehouse};
 use crate::error::{Error, Result};
@@ -54,13 +60,44 @@ enum State {
     Aborting,
 }
 
-/// One table's share of a block: what it adds and removes, against the version it read.
+/// One table's share of a block.
 #[derive(Debug, Serialize, Deserialize)]
 struct Change {
     schema: String,
     table: String,
-    base: u64,
+    step: Step,
+    /// What it adds and removes (for a new table, also its protocol and metadata).
     actions: Vec<Action>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Step {
+    /// A commit against the version the block read.
+    Write { base: u64 },
+    /// A new table's first commit.
+    Create,
+    Drop,
+    /// Drop, then a new table's first commit under the same name.
+    Replace,
+}
+
+impl Step {
+    /// Where a commit of this step's can be found in the log: after the version read.
+    fn after(self) -> Option<u64> {
+        match self {
+            Step::Write { base } => Some(base),
+            _ => None,
+        }
+    }
+
+    fn order(self) -> u8 {
+        match self {
+            Step::Write { .. } | Step::Create => 0,
+            Step::Drop => 1,
+            Step::Replace => 2,
+        }
+    }
 }
 
 impl Change {
@@ -68,7 +105,7 @@ impl Change {
         TableName::new(&self.schema, &self.table)
     }
 
-    /// What history calls it: an append if it only adds files.
+    /// What history calls a write: an append if it only adds files.
     fn operation(&self) -> DeltaOperation {
         let adds = self.actions.iter().any(|a| matches!(a, Action::Add(_)));
         let removes = self.actions.iter().any(|a| matches!(a, Action::Remove(_)));
@@ -117,10 +154,12 @@ impl Change {
 }
 
 /// A table's staged commits as one set of actions: files added and not removed again within
-/// the block, and files of the version it read that the block removed.
-fn net(commits: Vec<Vec<Action>>, name: &TableName) -> Result<Vec<Action>> {
+/// the block, and files of the version it read that the block removed; for a new table, its
+/// protocol and metadata first.
+fn net(commits: Vec<Vec<Action>>, name: &TableName, new_table: bool) -> Result<Vec<Action>> {
     let mut adds: Vec<Add> = Vec::new();
     let mut removes: Vec<Remove> = Vec::new();
+    let (mut protocol, mut metadata) = (None, None);
     for action in commits.into_iter().flatten() {
         match action {
             Action::Add(a) => adds.push(a),
@@ -130,6 +169,8 @@ fn net(commits: Vec<Vec<Action>>, name: &TableName) -> Result<Vec<Action>> {
                 }
                 None => removes.push(r),
             },
+            Action::Protocol(p) if new_table => protocol = Some(p),
+            Action::Metadata(m) if new_table => metadata = Some(m),
             Action::Metadata(_) | Action::Protocol(_) => {
                 return Err(Error::FeatureNotSupported(format!(
                     "{name}: a change of a table's schema or protocol inside a transaction block cannot be committed"
@@ -138,7 +179,22 @@ fn net(commits: Vec<Vec<Action>>, name: &TableName) -> Result<Vec<Action>> {
             Action::CommitInfo(_) | Action::Txn(_) | Action::Cdc(_) | Action::DomainMetadata(_) => {}
         }
     }
-    Ok(removes.into_iter().map(Action::Remove).chain(adds.into_iter().map(Action::Add)).collect())
+    let head = protocol.map(Action::Protocol).into_iter().chain(metadata.map(Action::Metadata));
+    Ok(head.chain(removes.into_iter().map(Action::Remove)).chain(adds.into_iter().map(Action::Add)).collect())
+}
+
+/// An add action's path as a file name: Delta stores it percent-encoded.
+fn percent_decoded(path: &str) -> String {
+    percent_encoding::percent_decode_str(path).decode_utf8_lossy().into_owned()
+}
+
+/// A failed commit as the client sees it: 40001 with the table named, if it lost to another
+/// writer.
+fn conflict(name: &TableName, e: Error) -> Error {
+    if e.sqlstate() != "40001" {
+        return e;
+    }
+    Error::Conflict { table: name.to_string(), message: format!("the transaction block could not be committed: {e}") }
 }
 
 fn properties(read: u64, key: &str, id: &str) -> CommitProperties {
@@ -159,23 +215,30 @@ impl Warehouse {
             .await?)
     }
 
-    /// Commits what a block staged: nothing, one table's commit, or several under a record.
-    pub async fn commit_block(&self, staged: Vec<(TableName, Arc<StagedLog>)>, user: &str) -> Result<()> {
+    /// Commits what a block staged: nothing, one step, or several under a record.
+    pub async fn commit_block(&self, ended: Ended, user: &str) -> Result<()> {
         let mut tables = Vec::new();
-        for (name, log) in staged {
-            let Some(base) = log.base() else {
-                return Err(Error::FeatureNotSupported(format!("{name} was created inside the block")));
+        for t in ended.tables {
+            let step = match (t.log.base(), t.replaces) {
+                (Some(base), _) => Step::Write { base },
+                (None, false) => Step::Create,
+                (None, true) => Step::Replace,
             };
-            let actions = net(log.commits().await?, &name)?;
+            let actions = net(t.log.commits().await?, &t.name, t.log.base().is_none())?;
+            // A new table always has its first commit, even without rows.
             if !actions.is_empty() {
-                tables.push(Change { schema: name.schema.clone(), table: name.table.clone(), base, actions });
+                tables.push(Change { schema: t.name.schema.clone(), table: t.name.table.clone(), step, actions });
             }
         }
+        for name in ended.dropped {
+            tables.push(Change { schema: name.schema.clone(), table: name.table.clone(), step: Step::Drop, actions: vec![] });
+        }
+        tables.sort_by(|a, b| (a.step.order(), &a.schema, &a.table).cmp(&(b.step.order(), &b.schema, &b.table)));
         let record = Record { id: uuid::Uuid::new_v4().to_string(), user: user.to_string(), state: State::Committing, tables };
-        match record.tables.len() {
-            0 => Ok(()),
-            1 => {
-                self.apply(&record.id, &record.tables[0]).await?;
+        match record.tables.as_slice() {
+            [] => Ok(()),
+            [one] if one.step != Step::Replace => {
+                self.apply(&record.id, one).await?;
                 self.compact_after(&record).await;
                 Ok(())
             }
@@ -188,7 +251,7 @@ impl Warehouse {
 
     /// Writes inside blocks skip compaction as they go; the committed tables get their turn.
     async fn compact_after(&self, record: &Record) {
-        for change in &record.tables {
+        for change in record.tables.iter().filter(|c| c.step != Step::Drop) {
             if let Ok(Some(table)) = self.load(&change.name()).await {
                 self.auto_compact.after_write(&change.name(), &table);
             }
@@ -220,42 +283,107 @@ impl Warehouse {
         Ok(())
     }
 
-    /// Commits one table's change unless its log already holds it.
+    /// Runs one step unless the warehouse already shows it done.
     async fn apply(&self, id: &str, change: &Change) -> Result<()> {
         let name = change.name();
+        match change.step {
+            Step::Write { base } => self.apply_write(id, change, base).await,
+            Step::Create => self.apply_create(id, change).await,
+            Step::Drop => match self.drop_table(&name).await {
+                Ok(()) | Err(Error::UndefinedTable(_)) => Ok(()),
+                Err(e) => Err(e),
+            },
+            Step::Replace => {
+                if !self.carries(&name, None, BLOCK_KEY, id).await? {
+                    // The new table's files are already in the folder the drop empties.
+                    let keep = change
+                        .actions
+                        .iter()
+                        .filter_map(|a| match a {
+                            Action::Add(a) => Some(percent_decoded(&a.path)),
+                            _ => None,
+                        })
+                        .collect();
+                    match self.drop_table_keeping(&name, &keep).await {
+                        Ok(()) | Err(Error::UndefinedTable(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                self.apply_create(id, change).await
+            }
+        }
+    }
+
+    async fn apply_write(&self, id: &str, change: &Change, base: u64) -> Result<()> {
+        let name = change.name();
         let table = self
-            .load_at(&name, TableAt::Version(change.base))
+            .load_at(&name, TableAt::Version(base))
             .await?
             .ok_or_else(|| Error::UndefinedTable(name.to_string()))?;
         let _writing = self.write_locks.table(&table).await;
-        if self.carries(&name, change.base, BLOCK_KEY, id).await? {
+        if self.carries(&name, Some(base), BLOCK_KEY, id).await? {
             return Ok(());
         }
-        let committed = CommitBuilder::from(properties(change.base, BLOCK_KEY, id))
+        let committed = CommitBuilder::from(properties(base, BLOCK_KEY, id))
             .with_actions(change.actions.clone())
             .build(Some(table.snapshot()?), table.log_store(), change.operation())
             .await;
         match committed {
             Ok(_) => Ok(()),
             // Another server finishing the same record got there first.
-            Err(_) if self.carries(&name, change.base, BLOCK_KEY, id).await? => Ok(()),
-            Err(e) => {
-                let e = Error::from(e);
-                if e.sqlstate() != "40001" {
-                    return Err(e);
-                }
-                Err(Error::Conflict { table: name.to_string(), message: format!("the transaction block could not be committed: {e}") })
-            }
+            Err(_) if self.carries(&name, Some(base), BLOCK_KEY, id).await? => Ok(()),
+            Err(e) => Err(conflict(&name, e.into())),
         }
     }
 
-    /// Undoes, in each table of an aborting record, the block's commit if it was made.
+    /// A new table's first commit, written only if the table has none.
+    async fn apply_create(&self, id: &str, change: &Change) -> Result<()> {
+        let name = change.name();
+        let _creating = self.creation_lock(&name).await?;
+        if self.carries(&name, None, BLOCK_KEY, id).await? {
+            return Ok(());
+        }
+        let (Some(Action::Protocol(protocol)), Some(Action::Metadata(metadata))) = (change.actions.first(), change.actions.get(1)) else {
+            return Err(Error::Internal(format!("the block's commit of new table {name} has no protocol and metadata")));
+        };
+        self.new_table_url(&name)?;
+        let table = self.unloaded(&name)?;
+        let operation = DeltaOperation::Create {
+            mode: SaveMode::ErrorIfExists,
+            location: table.table_url().clone(),
+            protocol: protocol.clone(),
+            metadata: metadata.clone(),
+        };
+        let committed = CommitBuilder::from(super::commits::commit_properties(None).with_metadata([(BLOCK_KEY.to_string(), serde_json::json!(id))]))
+            .with_actions(change.actions.clone())
+            .build(None, table.log_store(), operation)
+            .await;
+        match committed {
+            Ok(_) => {
+                self.names.add(&name.schema, &name.table);
+                Ok(())
+            }
+            Err(_) if self.carries(&name, None, BLOCK_KEY, id).await? => Ok(()),
+            Err(_) if self.exists(&name).await? => Err(Error::DuplicateTable(name.to_string())),
+            Err(e) => Err(conflict(&name, e.into())),
+        }
+    }
+
+    /// Undoes, in each table of an aborting record, the block's step if it was taken: a write
+    /// by its inverse, a new table by dropping it. Drops come after every step that can fail,
+    /// so an aborting record has none done.
     async fn undo(&self, record: &Record) -> Result<()> {
         for change in &record.tables {
             let name = change.name();
-            if !self.carries(&name, change.base, BLOCK_KEY, &record.id).await?
-                || self.carries(&name, change.base, UNDO_KEY, &record.id).await?
-            {
+            let after = change.step.after();
+            if !matches!(change.step, Step::Write { .. } | Step::Create) || !self.carries(&name, after, BLOCK_KEY, &record.id).await? {
+                continue;
+            }
+            if change.step == Step::Create {
+                self.drop_table(&name).await?;
+                continue;
+            }
+            if self.carries(&name, after, UNDO_KEY, &record.id).await? {
                 continue;
             }
             let table = self.load_existing(&name).await?;
@@ -270,12 +398,13 @@ impl Warehouse {
         Ok(())
     }
 
-    /// Whether a commit after `base` carries `key: id` in its commitInfo.
-    async fn carries(&self, name: &TableName, base: u64, key: &str, id: &str) -> Result<bool> {
+    /// Whether a commit after `after` (from the first, if `None`) carries `key: id` in its
+    /// commitInfo.
+    async fn carries(&self, name: &TableName, after: Option<u64>, key: &str, id: &str) -> Result<bool> {
         let Some(table) = self.load(name).await? else { return Ok(false) };
         let latest = table.version().unwrap_or_default();
         let needle = format!("\"{key}\":\"{id}\"");
-        for v in base + 1..=latest {
+        for v in after.map_or(0, |b| b + 1)..=latest {
             if let Some(bytes) = table.log_store().read_commit_entry(v).await? {
                 if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
                     return Ok(true);
@@ -364,7 +493,7 @@ mod tests {
     #[test]
     fn a_file_added_and_removed_within_the_block_is_not_committed() {
         let name = TableName::new("public", "t");
-        let net = net(vec![vec![add("a"), add("b")], vec![remove("a"), remove("base"), add("c")]], &name).unwrap();
+        let net = net(vec![vec![add("a"), add("b")], vec![remove("a"), remove("base"), add("c")]], &name, false).unwrap();
         let paths: Vec<String> = net
             .iter()
             .map(|a| match a {
@@ -378,7 +507,7 @@ mod tests {
 
     #[test]
     fn the_inverse_puts_files_back() {
-        let change = Change { schema: "public".into(), table: "t".into(), base: 3, actions: vec![add("new"), remove("old")] };
+        let change = Change { schema: "public".into(), table: "t".into(), step: Step::Write { base: 3 }, actions: vec![add("new"), remove("old")] };
         let inverse = change.inverse();
         assert!(matches!(&inverse[0], Action::Remove(r) if r.path == "new" && r.data_change));
         assert!(matches!(&inverse[1], Action::Add(a) if a.path == "old" && a.data_change));

@@ -50,7 +50,7 @@ pub use compaction::{AutoCompact, DEFAULT_AUTO_COMPACT_FILES, OptimizeReport};
 pub use pg_types::{pg_type, pg_type_name};
 pub use schema::{AsOf, WarehouseCatalog, WarehouseSchema};
 pub use sink::OneShotStream;
-pub use staging::Block;
+pub use staging::{Block, Ended};
 pub use table::HindsightTable;
 
 /// The schemas every warehouse has. `hindsight` holds our own metadata and is read-only to SQL.
@@ -376,11 +376,32 @@ impl Warehouse {
         schema: &Schema,
         partition_columns: &[String],
     ) -> Result<DeltaTable> {
-        if !SCHEMAS.contains(&name.schema.as_str()) {
-            return Err(Error::UndefinedSchema(name.schema.clone()));
-        }
         if self.exists(name).await? {
             return Err(Error::DuplicateTable(name.to_string()));
+        }
+        let url = self.new_table_url(name)?;
+        let table = DeltaTable::try_from_url_with_storage_options(url, self.storage_options.clone()).await?;
+        let table = match self.create_empty(table, name, schema, partition_columns).await {
+            Ok(t) => t,
+            // delta-rs's "table already exists" has no public type; the table being there says it.
+            Err(_) if self.exists(name).await.unwrap_or(false) => return Err(Error::DuplicateTable(name.to_string())),
+            Err(e) => return Err(e),
+        };
+        self.names.add(&name.schema, &name.table);
+        Ok(table)
+    }
+
+    /// Writes the first commit of an empty table into `table`'s log (the table's own, or a
+    /// transaction block's staged one).
+    pub(super) async fn create_empty(
+        &self,
+        table: DeltaTable,
+        name: &TableName,
+        schema: &Schema,
+        partition_columns: &[String],
+    ) -> Result<DeltaTable> {
+        if !SCHEMAS.contains(&name.schema.as_str()) {
+            return Err(Error::UndefinedSchema(name.schema.clone()));
         }
         for p in partition_columns {
             if schema.field_with_name(p).is_err() {
@@ -398,9 +419,7 @@ impl Warehouse {
         let kernel: StructType = schema.as_ref().try_into_kernel().map_err(|e| {
             Error::FeatureNotSupported(format!("a column type of {name} cannot be stored in Delta: {e}"))
         })?;
-        let url = self.new_table_url(name)?;
-        let table = DeltaTable::try_from_url_with_storage_options(url, self.storage_options.clone())
-            .await?
+        table
             .create()
             .with_table_name(name.table.clone())
             .with_columns(kernel.fields().cloned())
@@ -414,15 +433,7 @@ impl Warehouse {
                     Error::DuplicateTable(name.to_string())
                 }
                 other => other.into(),
-            });
-        let table = match table {
-            Ok(t) => t,
-            // delta-rs's "table already exists" has no public type; the table being there says it.
-            Err(_) if self.exists(name).await.unwrap_or(false) => return Err(Error::DuplicateTable(name.to_string())),
-            Err(e) => return Err(e),
-        };
-        self.names.add(&name.schema, &name.table);
-        Ok(table)
+            })
     }
 
     /// CREATE TABLE ... AS SELECT: the table and its rows appear in one Delta commit.
@@ -436,10 +447,22 @@ impl Warehouse {
         if self.exists(name).await? {
             return Err(Error::DuplicateTable(name.to_string()));
         }
-        let input = delta_projection(input)?;
-        let state = Arc::new(state.clone());
         let url = self.new_table_url(name)?;
         let table = deltalake::DeltaTable::try_from_url(url).await?;
+        self.write_new(table, state, name, input, partition_by).await
+    }
+
+    /// Writes a new table's first commit, with the rows of `input`, into `table`'s log.
+    pub(super) async fn write_new(
+        &self,
+        table: DeltaTable,
+        state: &datafusion::execution::SessionState,
+        name: &TableName,
+        input: datafusion::logical_expr::LogicalPlan,
+        partition_by: &[String],
+    ) -> Result<u64> {
+        let input = delta_projection(input)?;
+        let state = Arc::new(state.clone());
         let written = table
             .write(vec![])
             .with_input_plan(input)
@@ -459,6 +482,12 @@ impl Warehouse {
 
     /// Drops a table: removes its log first (so it stops being a table at once), then its data.
     pub async fn drop_table(&self, name: &TableName) -> Result<()> {
+        self.drop_table_keeping(name, &std::collections::HashSet::new()).await
+    }
+
+    /// Drops a table but for the data files in `keep` (paths relative to the table): those of
+    /// a table a transaction block creates in its place, written before the drop.
+    pub(super) async fn drop_table_keeping(&self, name: &TableName, keep: &std::collections::HashSet<String>) -> Result<()> {
         if !self.exists(name).await? {
             return Err(Error::UndefinedTable(name.to_string()));
         }
@@ -468,7 +497,18 @@ impl Warehouse {
                 Some(s) => prefix.clone().join(s),
                 None => prefix.clone(),
             };
-            let locations = self.store.list(Some(&p)).map_ok(|m| m.location).boxed();
+            let table_dir = prefix.clone();
+            let keep = keep.clone();
+            let locations = self
+                .store
+                .list(Some(&p))
+                .map_ok(|m| m.location)
+                .try_filter(move |l| {
+                    let relative: Vec<String> = l.prefix_match(&table_dir).map(|parts| parts.map(|p| p.as_ref().to_string()).collect()).unwrap_or_default();
+                    let relative = percent_encoding::percent_decode_str(&relative.join("/")).decode_utf8_lossy().into_owned();
+                    futures::future::ready(!keep.contains(&relative))
+                })
+                .boxed();
             self.store.delete_stream(locations).try_collect::<Vec<_>>().await?;
         }
         self.names.remove(&name.schema, &name.table);

@@ -134,7 +134,8 @@ pub struct WarehouseSchema {
 #[async_trait]
 impl SchemaProvider for WarehouseSchema {
     fn table_names(&self) -> Vec<String> {
-        self.warehouse.cached_table_names(&self.schema)
+        let names = self.warehouse.cached_table_names(&self.schema);
+        if self.block.is_open() { self.block.table_names(&self.schema, names) } else { names }
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
@@ -145,6 +146,9 @@ impl SchemaProvider for WarehouseSchema {
         };
         let name = TableName::new(&self.schema, base);
         if at == TableAt::Latest && self.block.is_open() {
+            if self.block.has(&name) == Some(false) {
+                return Ok(None);
+            }
             if let Some(table) = self.block.table(&name).await.map_err(to_datafusion)? {
                 let provider = HindsightTable::try_new(&self.warehouse, name, table).await.map_err(to_datafusion)?;
                 return Ok(Some(Arc::new(provider.in_block(self.block.clone(), self.warehouse.clone()))));
@@ -162,6 +166,6 @@ impl SchemaProvider for WarehouseSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         let (base, _) = TableAt::split(name);
-        self.warehouse.cached_table_names(&self.schema).iter().any(|n| n == base)
+        self.table_names().iter().any(|n| n == base)
     }
 }

@@ -12,7 +12,7 @@
 //! so. Until COMMIT nothing names the new data files, so a ROLLBACK, a dropped connection or a
 //! killed server leaves only files that no version references (VACUUM removes them).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +27,8 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
     PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
+
+use datafusion::arrow::datatypes::Schema;
 
 use super::{TableName, Warehouse};
 use crate::error::{Error, Result};
@@ -119,13 +121,6 @@ impl StagedLog {
         }
         Ok(())
     }
-}
-
-fn savepoint_index(savepoints: &[(String, Savepoint)], name: &str) -> Result<usize> {
-    savepoints
-        .iter()
-        .rposition(|(n, _)| n == name)
-        .ok_or_else(|| Error::InvalidSavepoint(format!("savepoint \"{name}\" does not exist")))
 }
 
 /// The version a log file belongs to: the number its name starts with.
@@ -235,11 +230,10 @@ impl ObjectStore for StagedLog {
 }
 
 /// A session's transaction block: whether one is open (and failed), the tables it has written,
-/// and its savepoints. Shared by the session, which opens and ends it, and its catalog, whose
-/// tables read and write through it while it is open.
+/// created and dropped, and its savepoints. Shared by the session, which opens and ends it, and
+/// its catalog, whose tables read and write through it while it is open.
 #[derive(Debug, Default)]
 pub struct Block {
-    tables: Mutex<BTreeMap<TableName, StagedTable>>,
     state: Mutex<BlockState>,
 }
 
@@ -248,19 +242,48 @@ struct BlockState {
     open: bool,
     /// A statement failed: everything but ROLLBACK is refused (25P02).
     failed: bool,
-    savepoints: Vec<(String, Savepoint)>,
+    staged: Staged,
+    savepoints: Vec<(String, Saved)>,
+}
+
+/// What a block has done to the warehouse so far.
+#[derive(Debug, Default, Clone)]
+struct Staged {
+    tables: BTreeMap<TableName, StagedTable>,
+    /// Tables the block dropped (and did not create again).
+    dropped: BTreeSet<TableName>,
 }
 
 #[derive(Debug, Clone)]
 struct StagedTable {
     log: Arc<StagedLog>,
-    /// The table over the staged log, as last read or written.
-    table: DeltaTable,
+    /// The table over the staged log, as last read or written; `None` until a created table's
+    /// first commit.
+    table: Option<DeltaTable>,
+    /// Created by the block in place of a table of that name it dropped.
+    replaces: bool,
 }
 
-/// What a savepoint keeps: each staged table's log files at the time.
-#[derive(Debug, Default, Clone)]
-pub struct Savepoint(BTreeMap<TableName, Vec<(Path, bytes::Bytes)>>);
+/// A savepoint: what was staged then, with each staged log's files.
+#[derive(Debug, Clone)]
+struct Saved {
+    staged: Staged,
+    files: BTreeMap<TableName, Vec<(Path, bytes::Bytes)>>,
+}
+
+/// What a block leaves for COMMIT: each table it wrote or created, and those it dropped.
+#[derive(Debug, Default)]
+pub struct Ended {
+    pub tables: Vec<EndedTable>,
+    pub dropped: Vec<TableName>,
+}
+
+#[derive(Debug)]
+pub struct EndedTable {
+    pub name: TableName,
+    pub log: Arc<StagedLog>,
+    pub replaces: bool,
+}
 
 impl Block {
     fn state(&self) -> std::sync::MutexGuard<'_, BlockState> {
@@ -290,59 +313,44 @@ impl Block {
         }
     }
 
-    /// Ends the block, whether it commits or not: its staged tables, for COMMIT to apply.
-    pub fn end(&self) -> Vec<(TableName, Arc<StagedLog>)> {
-        *self.state() = BlockState::default();
-        std::mem::take(&mut *self.lock()).into_iter().map(|(n, s)| (n, s.log)).collect()
+    /// Ends the block, whether it commits or not: what it staged, for COMMIT to apply.
+    pub fn end(&self) -> Ended {
+        let staged = std::mem::take(&mut *self.state()).staged;
+        Ended {
+            tables: staged.tables.into_iter().map(|(name, s)| EndedTable { name, log: s.log, replaces: s.replaces }).collect(),
+            dropped: staged.dropped.into_iter().collect(),
+        }
     }
 
-    /// `SAVEPOINT name`: a name used again hides the older one until it is released.
-    pub async fn savepoint(&self, name: &str) -> Result<()> {
-        let saved = self.save().await?;
-        self.state().savepoints.push((name.to_string(), saved));
-        Ok(())
+    /// Whether the block has the table, as it sees the warehouse: `Some(false)` if it dropped
+    /// it, `Some(true)` if it created or wrote it, `None` if it has not touched it.
+    pub fn has(&self, name: &TableName) -> Option<bool> {
+        let state = self.state();
+        if state.staged.dropped.contains(name) {
+            return Some(false);
+        }
+        state.staged.tables.get(name).map(|s| s.table.is_some() || s.log.base.is_some())
     }
 
-    /// `ROLLBACK TO name`: the staged tables as they were, and the block usable again; the
-    /// savepoint stays, later ones go.
-    pub async fn rollback_to(&self, warehouse: &Warehouse, name: &str) -> Result<()> {
-        let saved = {
-            let mut state = self.state();
-            let at = savepoint_index(&state.savepoints, name)?;
-            state.savepoints.truncate(at + 1);
-            state.failed = false;
-            Savepoint(state.savepoints[at].1.0.clone())
-        };
-        self.restore(warehouse, &saved).await
-    }
-
-    /// `RELEASE name`: forgets it and every later one; the writes stay.
-    pub fn release(&self, name: &str) -> Result<()> {
-        let mut state = self.state();
-        let at = savepoint_index(&state.savepoints, name)?;
-        state.savepoints.truncate(at);
-        Ok(())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<TableName, StagedTable>> {
-        self.tables.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn is_staged(&self, name: &TableName) -> bool {
-        self.lock().contains_key(name)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+    /// The names of a schema's tables as the block sees them, given the warehouse's.
+    pub fn table_names(&self, schema: &str, mut names: Vec<String>) -> Vec<String> {
+        let state = self.state();
+        names.retain(|n| !state.staged.dropped.contains(&TableName::new(schema, n.as_str())));
+        for name in state.staged.tables.keys().filter(|n| n.schema == schema) {
+            if !names.contains(&name.table) {
+                names.push(name.table.clone());
+            }
+        }
+        names.sort();
+        names
     }
 
     /// The table as the block sees it: the version it started from and its own writes.
     pub async fn table(&self, name: &TableName) -> Result<Option<DeltaTable>> {
-        let Some(staged) = self.lock().get(name).cloned() else { return Ok(None) };
-        let mut table = staged.table;
+        let Some(mut table) = self.state().staged.tables.get(name).and_then(|s| s.table.clone()) else { return Ok(None) };
         table.update_incremental(None).await?;
-        if let Some(s) = self.lock().get_mut(name) {
-            s.table = table.clone();
+        if let Some(s) = self.state().staged.tables.get_mut(name) {
+            s.table = Some(table.clone());
         }
         Ok(Some(table))
     }
@@ -352,43 +360,139 @@ impl Block {
         if let Some(t) = self.table(name).await? {
             return Ok(t);
         }
-        let url = warehouse.table_url(name)?;
-        let root = current.log_store().root_object_store(None);
-        let log_dir = Path::from_url_path(url.path())
-            .map_err(|e| Error::InvalidName(format!("table {name} has no path in the warehouse: {e}")))?
-            .join("_delta_log");
-        let log = Arc::new(StagedLog::new(root, log_dir, current.version()));
+        let log = Arc::new(StagedLog::new(current.log_store().root_object_store(None), log_dir(warehouse, name)?, current.version()));
         let table = warehouse.open_over(name, log.clone()).await?;
-        self.lock().insert(name.clone(), StagedTable { log, table: table.clone() });
+        self.state().staged.tables.insert(name.clone(), StagedTable { log, table: Some(table.clone()), replaces: false });
         Ok(table)
     }
 
-    async fn save(&self) -> Result<Savepoint> {
-        let tables: Vec<(TableName, Arc<StagedLog>)> = self.lock().iter().map(|(n, s)| (n.clone(), s.log.clone())).collect();
-        let mut saved = BTreeMap::new();
-        for (name, log) in tables {
-            saved.insert(name, log.save().await?);
-        }
-        Ok(Savepoint(saved))
+    /// CREATE TABLE inside the block: the table's first commit goes to a staged log.
+    pub async fn create_table(&self, warehouse: &Warehouse, name: &TableName, schema: &Schema, partition_by: &[String]) -> Result<()> {
+        let (table, log) = self.new_table(warehouse, name).await?;
+        let table = warehouse.create_empty(table, name, schema, partition_by).await?;
+        self.created(name, log, table);
+        Ok(())
     }
 
-    /// Back to a savepoint: tables first written after it are no longer staged; the others'
-    /// logs are as they were, and their tables are reopened over them.
-    async fn restore(&self, warehouse: &Warehouse, savepoint: &Savepoint) -> Result<()> {
-        let tables: Vec<(TableName, Arc<StagedLog>)> = {
-            let mut map = self.lock();
-            map.retain(|n, _| savepoint.0.contains_key(n));
-            map.iter().map(|(n, s)| (n.clone(), s.log.clone())).collect()
+    /// CREATE TABLE ... AS inside the block: one staged first commit with the rows.
+    pub async fn create_table_as(
+        &self,
+        warehouse: &Warehouse,
+        state: &datafusion::execution::SessionState,
+        name: &TableName,
+        input: datafusion::logical_expr::LogicalPlan,
+        partition_by: &[String],
+    ) -> Result<u64> {
+        let (table, log) = self.new_table(warehouse, name).await?;
+        let rows = warehouse.write_new(table.clone(), state, name, input, partition_by).await?;
+        let table = warehouse.open_over(name, log.clone()).await?;
+        self.created(name, log, table);
+        Ok(rows)
+    }
+
+    async fn new_table(&self, warehouse: &Warehouse, name: &TableName) -> Result<(DeltaTable, Arc<StagedLog>)> {
+        let exists = match self.has(name) {
+            Some(has) => has,
+            None => warehouse.exists(name).await?,
         };
-        for (name, log) in tables {
-            log.restore(&savepoint.0[&name]).await?;
-            let table = warehouse.open_over(&name, log.clone()).await?;
-            if let Some(s) = self.lock().get_mut(&name) {
-                s.table = table;
+        if exists {
+            return Err(Error::DuplicateTable(name.to_string()));
+        }
+        let real = warehouse.unloaded(name)?.log_store().root_object_store(None);
+        let log = Arc::new(StagedLog::new(real, log_dir(warehouse, name)?, None));
+        warehouse.new_table_url(name)?;
+        let url = warehouse.table_url(name)?;
+        let table = deltalake::DeltaTableBuilder::from_url(url.clone())?.with_storage_backend(log.clone(), url).build()?;
+        Ok((table, log))
+    }
+
+    fn created(&self, name: &TableName, log: Arc<StagedLog>, table: DeltaTable) {
+        let mut state = self.state();
+        let replaces = state.staged.dropped.remove(name);
+        state.staged.tables.insert(name.clone(), StagedTable { log, table: Some(table), replaces });
+    }
+
+    /// DROP TABLE inside the block: gone for the block now, from storage at COMMIT.
+    pub async fn drop_table(&self, warehouse: &Warehouse, name: &TableName) -> Result<()> {
+        let exists = match self.has(name) {
+            Some(has) => has,
+            None => warehouse.exists(name).await?,
+        };
+        if !exists {
+            return Err(Error::UndefinedTable(name.to_string()));
+        }
+        let mut state = self.state();
+        match state.staged.tables.remove(name) {
+            // Created by the block: forgotten, unless it replaced a table, which stays dropped.
+            Some(s) if s.log.base.is_none() => {
+                if s.replaces {
+                    state.staged.dropped.insert(name.clone());
+                }
+            }
+            _ => {
+                state.staged.dropped.insert(name.clone());
             }
         }
         Ok(())
     }
+
+    /// `SAVEPOINT name`: a name used again hides the older one until it is released.
+    pub async fn savepoint(&self, name: &str) -> Result<()> {
+        let staged = self.state().staged.clone();
+        let mut files = BTreeMap::new();
+        for (table, s) in &staged.tables {
+            files.insert(table.clone(), s.log.save().await?);
+        }
+        self.state().savepoints.push((name.to_string(), Saved { staged, files }));
+        Ok(())
+    }
+
+    /// `ROLLBACK TO name`: what was staged then, each staged log as it was, and the block
+    /// usable again; the savepoint stays, later ones go.
+    pub async fn rollback_to(&self, warehouse: &Warehouse, name: &str) -> Result<()> {
+        let saved = {
+            let mut state = self.state();
+            let at = savepoint_index(&state.savepoints, name)?;
+            state.savepoints.truncate(at + 1);
+            state.savepoints[at].1.clone()
+        };
+        let mut staged = saved.staged;
+        for (table, s) in staged.tables.iter_mut() {
+            let log = Arc::new(StagedLog::new(s.log.real.clone(), s.log.log_dir.clone(), s.log.base));
+            log.restore(&saved.files[table]).await?;
+            s.table = match s.table {
+                Some(_) => Some(warehouse.open_over(table, log.clone()).await?),
+                None => None,
+            };
+            s.log = log;
+        }
+        let mut state = self.state();
+        state.staged = staged;
+        state.failed = false;
+        Ok(())
+    }
+
+    /// `RELEASE name`: forgets it and every later one; the writes stay.
+    pub fn release(&self, name: &str) -> Result<()> {
+        let mut state = self.state();
+        let at = savepoint_index(&state.savepoints, name)?;
+        state.savepoints.truncate(at);
+        Ok(())
+    }
+}
+
+fn log_dir(warehouse: &Warehouse, name: &TableName) -> Result<Path> {
+    let url = warehouse.table_url(name)?;
+    Ok(Path::from_url_path(url.path())
+        .map_err(|e| Error::InvalidName(format!("table {name} has no path in the warehouse: {e}")))?
+        .join("_delta_log"))
+}
+
+fn savepoint_index(savepoints: &[(String, Saved)], name: &str) -> Result<usize> {
+    savepoints
+        .iter()
+        .rposition(|(n, _)| n == name)
+        .ok_or_else(|| Error::InvalidSavepoint(format!("savepoint \"{name}\" does not exist")))
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ pub fn show_time(t: DateTime<Utc>) -> String {
 }
 
 impl Warehouse {
-    fn unloaded(&self, name: &TableName) -> Result<DeltaTable> {
+    pub(super) fn unloaded(&self, name: &TableName) -> Result<DeltaTable> {
         Ok(DeltaTableBuilder::from_url(self.table_url(name)?)?.with_storage_options(self.storage_options.clone()).build()?)
     }
 

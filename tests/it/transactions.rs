@@ -186,6 +186,12 @@ async fn kill_9_inside_multi_table_commits_tears_no_block() {
         while done.load(Ordering::Relaxed) < BLOCKS_PER_ROUND && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(3)).await;
         }
+        // Then kill as soon as a COMMIT is between its record and its last table.
+        let records = dir.path().join("_hindsight").join("blocks");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !records.read_dir().is_ok_and(|mut d| d.next().is_some()) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         killed.store(true, Ordering::SeqCst);
         server.0.kill().expect("kill -9");
         let _ = server.0.wait();
