@@ -48,6 +48,24 @@ def psycopg2_section():
     cur.execute("SELECT name FROM p2 WHERE id = 700")
     assert cur.fetchone() == ("tx",)
     conn.commit()
+
+    # rollback() undoes the block's writes, also after a failed statement aborted it.
+    cur.execute("INSERT INTO p2 VALUES (%s, %s, %s, %s)", (701, "undone", 0.0, datetime.datetime(2025, 4, 2)))
+    cur.execute("DELETE FROM p2 WHERE id < 100")
+    try:
+        cur.execute("SELECT 1 / 0")
+        raise AssertionError("expected an error")
+    except psycopg2.errors.DivisionByZero:
+        pass
+    try:
+        cur.execute("SELECT 1")
+        raise AssertionError("expected 25P02")
+    except psycopg2.errors.InFailedSqlTransaction:
+        pass
+    conn.rollback()
+    cur.execute("SELECT count(*), count(*) FILTER (WHERE id = 701) FROM p2")
+    assert cur.fetchone() == (522, 0)
+    conn.commit()
     conn.close()
     print("psycopg2 ok")
 
@@ -83,6 +101,16 @@ def sqlalchemy_section():
     assert back["k"].tolist() == [1, 2, 3] and back["v"].isna().tolist() == [False, True, False], back
     frame.to_sql("from_pandas", engine, index=False, if_exists="append")
     assert pd.read_sql("SELECT count(*) AS n FROM from_pandas", engine)["n"][0] == 6
+
+    # A transaction that raises is rolled back: none of its writes land.
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO sa_scores VALUES (1000, 'west', 0.5, true)"))
+            conn.execute(sa.text("DELETE FROM sa_scores WHERE region = 'south'"))
+            raise RuntimeError("job failed halfway")
+    except RuntimeError:
+        pass
+    assert pd.read_sql("SELECT count(*) AS n FROM sa_scores", engine)["n"][0] == 200
     print("sqlalchemy + pandas ok")
 
 
