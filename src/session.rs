@@ -423,10 +423,7 @@ impl Session {
             DdlStatement::CreateMemoryTable(create) if !create.or_replace => {
                 let name = self.resolve(&create.name)?;
                 insertable(&name)?;
-                let exists = match self.block.has(&name) {
-                    Some(has) => has,
-                    None => self.warehouse().exists(&name).await?,
-                };
+                let exists = self.block.exists(self.warehouse(), &name).await?;
                 if create.if_not_exists && exists {
                     return Ok(Output::Command("CREATE TABLE".into()));
                 }

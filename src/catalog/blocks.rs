@@ -26,8 +26,6 @@
 //! after everything that can fail. A new table's first commit is written only if absent; the
 //! undoing of one drops it again.
 
-use std::collections::HashMap;
-
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, Remove};
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -446,7 +444,6 @@ impl Warehouse {
             Err(object_store::Error::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        let mut outcomes: HashMap<&str, usize> = HashMap::new();
         for path in found {
             let bytes = self.store.get(&path).await?.bytes().await?;
             let record: Record = match serde_json::from_slice(&bytes) {
@@ -472,7 +469,6 @@ impl Warehouse {
                 }
             };
             tracing::info!(block = %id, outcome, "finished a transaction block a stopped server left halfway");
-            *outcomes.entry(outcome).or_default() += 1;
         }
         Ok(())
     }

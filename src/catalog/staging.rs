@@ -332,6 +332,14 @@ impl Block {
         state.staged.tables.get(name).map(|s| s.table.is_some() || s.log.base.is_some())
     }
 
+    /// Whether the table exists as the block sees the warehouse.
+    pub async fn exists(&self, warehouse: &Warehouse, name: &TableName) -> Result<bool> {
+        match self.has(name) {
+            Some(has) => Ok(has),
+            None => warehouse.exists(name).await,
+        }
+    }
+
     /// The names of a schema's tables as the block sees them, given the warehouse's.
     pub fn table_names(&self, schema: &str, mut names: Vec<String>) -> Vec<String> {
         let state = self.state();
@@ -391,10 +399,7 @@ impl Block {
     }
 
     async fn new_table(&self, warehouse: &Warehouse, name: &TableName) -> Result<(DeltaTable, Arc<StagedLog>)> {
-        let exists = match self.has(name) {
-            Some(has) => has,
-            None => warehouse.exists(name).await?,
-        };
+        let exists = self.exists(warehouse, name).await?;
         if exists {
             return Err(Error::DuplicateTable(name.to_string()));
         }
@@ -414,10 +419,7 @@ impl Block {
 
     /// DROP TABLE inside the block: gone for the block now, from storage at COMMIT.
     pub async fn drop_table(&self, warehouse: &Warehouse, name: &TableName) -> Result<()> {
-        let exists = match self.has(name) {
-            Some(has) => has,
-            None => warehouse.exists(name).await?,
-        };
+        let exists = self.exists(warehouse, name).await?;
         if !exists {
             return Err(Error::UndefinedTable(name.to_string()));
         }
